@@ -1,0 +1,120 @@
+// Small device helpers shared by the repack and GEMM kernels: async copies, ldmatrix, mma.sync and the
+// FP8 -> fp16/bf16 bit trick of spec §3.1. Plain CUDA (no torch headers), so the .cu files compile fast.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cstdint>
+
+namespace marlin_fast {
+
+// One Marlin tile is 16 (k) x 64 (n) weights: 1024 bytes for 8-bit codes (spec §2.3.1).
+constexpr int kTileK = 16;
+constexpr int kTileN = 64;
+constexpr int kWarp = 32;
+
+// ---------------------------------------------------------------------------------------------------
+// Activation dtype traits.  kDequantShift moves the 7 magnitude bits of an e4m3 byte sitting in the
+// high byte of a 16-bit lane onto the low exponent bits + top mantissa bits of the wide type (§3.1):
+// fp16 (5 exponent bits) needs >> 1, bf16 (8 exponent bits) needs >> 4.  The produced value is
+// dec(b) * 2^-beta exactly, beta = 8 (fp16) / 120 (bf16) (§2.6).
+template <typename T>
+struct Act;
+
+template <>
+struct Act<half> {
+  using T2 = half2;
+  static constexpr int kDequantShift = 1;
+  __device__ static inline T2 from_bits(uint32_t u) { return *reinterpret_cast<T2*>(&u); }
+  __device__ static inline T2 from_float2(float a, float b) { return __floats2half2_rn(a, b); }
+  __device__ static inline float to_float(half v) { return __half2float(v); }
+};
+
+template <>
+struct Act<__nv_bfloat16> {
+  using T2 = __nv_bfloat162;
+  static constexpr int kDequantShift = 4;
+  __device__ static inline T2 from_bits(uint32_t u) { return *reinterpret_cast<T2*>(&u); }
+  __device__ static inline T2 from_float2(float a, float b) { return __floats2bfloat162_rn(a, b); }
+  __device__ static inline float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+};
+
+template <typename T2>
+__device__ inline uint32_t bits_of(T2 v) {
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// §3.1: one 32-bit word of four e4m3 bytes (B0, B1, B2, B3) -> two 16-bit pairs.  For each 16-bit half
+// keep its high byte: sign stays at bit 15, the 7 magnitude bits shift right by kDequantShift.
+// first = (B0, B2) (register 0 of the mma B fragment: rows 2q, 2q+1), second = (B1, B3) (register 1:
+// rows 2q+8, 2q+9), because the repack stores rows (2q, 2q+8, 2q+1, 2q+9) in bytes 0..3 (§2.3.2).
+template <typename T>
+__device__ inline void dequant_fp8x4(uint32_t w, uint32_t& first, uint32_t& second) {
+  constexpr uint32_t kSign = 0x80008000u;
+  constexpr uint32_t kMag = 0x7F007F00u;
+  constexpr int s = Act<T>::kDequantShift;
+  second = (w & kSign) | ((w & kMag) >> s);
+  const uint32_t lo = w << 8;  // bring B0, B2 into the high byte of each half
+  first = (lo & kSign) | ((lo & kMag) >> s);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Async copies (sm_80+).  src_bytes = 0 zero-fills the 16 destination bytes without reading global memory.
+__device__ inline void cp_async16(void* smem_dst, const void* gmem_src, bool valid) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes));
+}
+
+// Streaming weights are read exactly once: tell L2 to evict them first so activations stay resident.
+__device__ inline void cp_async16_stream(void* smem_dst, const void* gmem_src, uint64_t policy) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src),
+               "l"(policy));
+}
+
+__device__ inline uint64_t evict_first_policy() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(policy));
+  return policy;
+}
+
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+template <int N>
+__device__ inline void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// ldmatrix x4: the four 8x8 b16 matrices of an m16k16 A fragment (a0..a3 in mma order).
+__device__ inline void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
+  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// D = A * B + D, m16n8k16, fp32 accumulators (spec §3.3).
+template <typename T>
+__device__ inline void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+
+template <>
+__device__ inline void mma_16816<half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <>
+__device__ inline void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                 uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+}  // namespace marlin_fast

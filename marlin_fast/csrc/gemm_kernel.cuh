@@ -1,0 +1,451 @@
+// The Marlin FP8 / MXFP8 W8A16 GEMM: y[M, N] = x[M, K] . W[K, N] (+ bias), spec §3.
+//
+// Work split.  A block owns BM rows x BN = 64*WN columns and a contiguous range of k "stages"
+// (KC = WK*U k16-steps each; several blocks split K: split-K).  Warp (wm, wn, wk) owns rows
+// [16*MB*wm, +16*MB) and the 64-column Marlin tile wn, and the k16-steps [wk*U, +U) of every stage.
+//
+// Data path per stage (cp.async, NS-deep pipeline):
+//   A   [BM rows, 16*KC]  -> shared, 16-byte chunks XOR-swizzled by row, read with ldmatrix.x4
+//   B   KC x WN Marlin tile blocks, copied verbatim (1024 bytes each, 16-byte chunk c stored at
+//       c ^ ((c >> 3) & 1) so the two loads of a warp hit distinct banks); lane t then loads its own
+//       32 bytes of the tile (chunks 2t, 2t+1) into registers: the B fragment straight from the
+//       Marlin layout (§2.14), no un-permute anywhere.
+//   scales (group 128 / MX 32) rows of the stage -> shared; lane t reads its 8 values at 8*c8.
+// Dequant (§3.1) by bit moves only; group scales multiply the fragment in the activation dtype
+// (§3.2 B, C); channel-wise fused scales multiply the fp32 accumulator before any cross-block
+// reduction (§3.2 A).  Warps that split a stage's k-steps are summed in shared memory in wk order;
+// blocks that split K write fp32 partials and the last block to arrive sums them in split order, so
+// the result is deterministic for a given (M, N, K, config, splits) and uses no atomics on data.
+// Epilogue: out = RT(acc), then RT(out + bias) (half2 add), then RT(out * RT(topk_w)) for MoE (§5).
+#pragma once
+
+#include "common.cuh"
+#include "launch.h"
+
+namespace marlin_fast {
+
+template <int SCHEME>
+struct SchemeInfo;
+template <>
+struct SchemeInfo<kSchemeChannel> {
+  static constexpr int kGroup = 0;
+  static constexpr int kScaleBytes = 2;
+};
+template <>
+struct SchemeInfo<kSchemeGroup128> {
+  static constexpr int kGroup = 128;
+  static constexpr int kScaleBytes = 2;
+};
+template <>
+struct SchemeInfo<kSchemeMx32> {
+  static constexpr int kGroup = 32;
+  static constexpr int kScaleBytes = 1;
+};
+
+template <int CONFIG, int SCHEME>
+struct Tiling {
+  static constexpr ConfigInfo kInfo = kConfigs[CONFIG];
+  static constexpr int MB = kInfo.mb, WM = kInfo.wm, WN = kInfo.wn, WK = kInfo.wk, U = kInfo.u, NS = kInfo.ns;
+  static constexpr int kThreads = kInfo.threads();
+  static constexpr int BM = kInfo.block_m();
+  static constexpr int BN = kInfo.block_n();
+  static constexpr int KC = kInfo.stage_ksteps();
+  static constexpr int kGroup = SchemeInfo<SCHEME>::kGroup;
+  static constexpr int kScaleBytes = SchemeInfo<SCHEME>::kScaleBytes;
+  // scale rows a stage needs: one per group inside the stage, or the one group the stage lies in
+  static constexpr int SR = SCHEME == kSchemeChannel ? 0 : (KC * kTileK >= kGroup ? KC * kTileK / kGroup : 1);
+  static constexpr int A_BYTES = BM * KC * kTileK * 2;
+  static constexpr int B_BYTES = KC * WN * 1024;
+  static constexpr int S_BYTES = (SR * BN * kScaleBytes + 15) / 16 * 16;
+  static constexpr int STAGE_BYTES = A_BYTES + B_BYTES + S_BYTES;
+  static constexpr int RED_BYTES = (WK - 1) * WM * WN * kWarp * MB * 32 * 4;
+  static constexpr int SMEM_BYTES = NS * STAGE_BYTES > RED_BYTES ? NS * STAGE_BYTES : RED_BYTES;
+  static constexpr int A_CHUNKS = 2 * KC;  // 16-byte chunks per A row per stage
+  static constexpr int A_ITERS = (BM * A_CHUNKS + kThreads - 1) / kThreads;
+  static constexpr int B_VECS = KC * WN * 64;
+  static_assert(B_VECS % kThreads == 0, "B copy must divide evenly among threads");
+  static_assert(A_CHUNKS >= 8 && (A_CHUNKS & (A_CHUNKS - 1)) == 0, "A swizzle needs >= 8 chunks, power of 2");
+  static_assert(SCHEME == kSchemeChannel || (KC * kTileK) % kGroup == 0 || kGroup % (KC * kTileK) == 0,
+                "stages must align with scale groups");
+};
+
+__device__ inline int swizzle_b(int chunk) { return chunk ^ ((chunk >> 3) & 1); }
+
+template <typename T, int SCHEME, int CONFIG>
+__global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads)
+    marlin_gemm_kernel(const GemmArgs p) {
+  using Tl = Tiling<CONFIG, SCHEME>;
+  using T2 = typename Act<T>::T2;
+  constexpr int MB = Tl::MB, WN = Tl::WN, WK = Tl::WK, U = Tl::U, NS = Tl::NS;
+  constexpr int BM = Tl::BM, BN = Tl::BN, KC = Tl::KC, SR = Tl::SR, GROUP = Tl::kGroup;
+  constexpr int ES = Tl::kScaleBytes;
+  extern __shared__ int4 smem_vec[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>(smem_vec);
+  __shared__ int s_is_last;
+
+  const int tid = threadIdx.x, lane = tid % kWarp, warp = tid / kWarp;
+  const int wk = warp % WK, wn = (warp / WK) % WN, wm = warp / (WK * WN);
+  const int wmn = warp / WK;  // = wm * WN + wn
+  const int q = lane % 4, c8 = lane / 4;
+
+  int bid = blockIdx.x;
+  const int mblk = bid % p.m_blocks;
+  bid /= p.m_blocks;
+  const int split = bid % p.splits;
+  const int nblk = bid / p.splits;
+  const int st0 = split * p.stages_per_split;
+  const int st1 = min(p.total_stages, st0 + p.stages_per_split);
+  const int nst = st1 - st0;
+  const int ksteps = p.K / kTileK;
+
+  const int expert = p.expert_ids ? p.expert_ids[mblk] : 0;
+  const int4* bq = reinterpret_cast<const int4*>(p.b) + expert * (p.b_expert_stride / 4);
+  const unsigned char* sc = reinterpret_cast<const unsigned char*>(p.scales) + expert * p.s_expert_stride * ES;
+  const int n_blk0 = nblk * BN;
+  const int n_tiles = p.N / kTileN;
+  const bool n_ok = n_blk0 / kTileN + wn < n_tiles;  // the last block may overhang N (N % 64 == 0 only)
+
+  // ---- A rows this thread copies (fixed for all stages) ----
+  const T* a_src[Tl::A_ITERS];
+  int a_dst[Tl::A_ITERS];
+  int a_chunk[Tl::A_ITERS];
+  bool a_ok[Tl::A_ITERS];
+#pragma unroll
+  for (int i = 0; i < Tl::A_ITERS; ++i) {
+    const int v = tid + i * Tl::kThreads;
+    const int r = v / Tl::A_CHUNKS, c = v % Tl::A_CHUNKS;
+    int row = 0;
+    bool ok = v < BM * Tl::A_CHUNKS;
+    if (ok) {
+      if (p.sorted_ids) {
+        const int sid = p.sorted_ids[mblk * BM + r];
+        ok = sid >= 0;
+        row = ok ? sid / p.top_k : 0;
+      } else {
+        row = mblk * BM + r;
+        ok = row < p.M;
+        row = ok ? row : 0;
+      }
+    }
+    a_src[i] = reinterpret_cast<const T*>(p.a) + row * p.lda + c * 8;
+    a_dst[i] = r * Tl::A_CHUNKS + (c ^ (r & 7));
+    a_chunk[i] = c;
+    a_ok[i] = ok && (v < BM * Tl::A_CHUNKS);
+  }
+  const uint64_t policy = evict_first_policy();
+
+  auto load_stage = [&](int s, int slot) {
+    unsigned char* base = smem + slot * Tl::STAGE_BYTES;
+    const int k0 = (st0 + s) * KC;  // first k16 step of the stage
+    int4* as = reinterpret_cast<int4*>(base);
+#pragma unroll
+    for (int i = 0; i < Tl::A_ITERS; ++i) {
+      const int v = tid + i * Tl::kThreads;
+      if (v < BM * Tl::A_CHUNKS) {
+        const bool ok = a_ok[i] && (2 * k0 + a_chunk[i] < 2 * ksteps);
+        cp_async16(as + a_dst[i], ok ? a_src[i] + k0 * kTileK : p.a, ok);
+      }
+    }
+    int4* bs = reinterpret_cast<int4*>(base + Tl::A_BYTES);
+#pragma unroll
+    for (int i = 0; i < Tl::B_VECS / Tl::kThreads; ++i) {
+      const int v = tid + i * Tl::kThreads;
+      const int kl = v / (WN * 64), j = (v / 64) % WN, c = v % 64;
+      const int ks = k0 + kl;
+      if (ks < ksteps && n_blk0 / 64 + j < n_tiles) {
+        cp_async16_stream(bs + (kl * WN + j) * 64 + swizzle_b(c),
+                          bq + static_cast<long long>(ks) * p.N + (n_blk0 / 64 + j) * 64 + c, policy);
+      }
+    }
+    if constexpr (SCHEME != kSchemeChannel) {
+      constexpr int kRowVecs = BN * ES / 16;
+      int4* ss = reinterpret_cast<int4*>(base + Tl::A_BYTES + Tl::B_BYTES);
+      for (int v = tid; v < SR * kRowVecs; v += Tl::kThreads) {
+        const int r = v / kRowVecs, c = v % kRowVecs;
+        const int g = k0 * kTileK / GROUP + r;
+        const bool ok = g < p.G && n_blk0 + c * 16 / ES < p.N;
+        cp_async16(ss + v, ok ? sc + (static_cast<long long>(g) * p.N + n_blk0) * ES + c * 16 : sc, ok);
+      }
+    }
+  };
+
+  float acc[MB][8][4];
+#pragma unroll
+  for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mb][jj][e] = 0.f;
+
+  auto compute_stage = [&](int slot, int k0) {
+    const unsigned char* base = smem + slot * Tl::STAGE_BYTES;
+    const int4* as = reinterpret_cast<const int4*>(base);
+    const int4* bs = reinterpret_cast<const int4*>(base + Tl::A_BYTES);
+    const unsigned char* ss = base + Tl::A_BYTES + Tl::B_BYTES;
+#pragma unroll
+    for (int i = 0; i < U; ++i) {
+      const int kl = wk * U + i;
+      if (n_ok && k0 + kl < ksteps) {
+        // B fragment: the lane's own 32 bytes of tile (kl, wn); word jj = n8 sub-tile jj = 2j + h.
+        const int4* bt = bs + (kl * WN + wn) * 64;
+        const int4 w0 = bt[swizzle_b(2 * lane)];
+        const int4 w1 = bt[swizzle_b(2 * lane + 1)];
+        const uint32_t words[8] = {(uint32_t)w0.x, (uint32_t)w0.y, (uint32_t)w0.z, (uint32_t)w0.w,
+                                   (uint32_t)w1.x, (uint32_t)w1.y, (uint32_t)w1.z, (uint32_t)w1.w};
+        uint32_t bf[8][2];
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj) dequant_fp8x4<T>(words[jj], bf[jj][0], bf[jj][1]);
+        if constexpr (SCHEME == kSchemeGroup128) {
+          // 8 fused scales at 8*c8: value jj scales sub-tile jj (columns 16j + 8h + c8), §2.14.
+          const int row = SR > 1 ? kl * kTileK / GROUP : 0;
+          const int4 sv = *reinterpret_cast<const int4*>(ss + (row * BN + wn * 64 + 8 * c8) * ES);
+          const uint32_t sw[4] = {(uint32_t)sv.x, (uint32_t)sv.y, (uint32_t)sv.z, (uint32_t)sv.w};
+#pragma unroll
+          for (int jj = 0; jj < 8; ++jj) {
+            const T2 s2 = Act<T>::from_bits(__byte_perm(sw[jj / 2], 0, (jj % 2) ? 0x3232 : 0x1010));
+#pragma unroll
+            for (int r = 0; r < 2; ++r) bf[jj][r] = bits_of(__hmul2(Act<T>::from_bits(bf[jj][r]), s2));
+          }
+        } else if constexpr (SCHEME == kSchemeMx32) {
+          // 8 e8m0 bytes at 8*c8: word j/2, byte (j%2) + 2h scales sub-tile (j, h) (§2.7, §2.14).
+          // e8m0 byte b -> bf16 bits b << 7 = 2^(b-127); b = 0 -> +0, b = 255 -> +inf (§3.1).
+          const int row = kl * kTileK / GROUP;
+          const uint2 sv = *reinterpret_cast<const uint2*>(ss + row * BN + wn * 64 + 8 * c8);
+          const T2 two_pow_120 = Act<T>::from_bits(0x7B807B80u);  // bf16 2^120: exponent 247
+#pragma unroll
+          for (int jj = 0; jj < 8; ++jj) {
+            const int j = jj / 2, h = jj % 2;
+            const uint32_t word = j < 2 ? sv.x : sv.y;
+            const uint32_t e = (word >> (8 * ((j % 2) + 2 * h))) & 0xFFu;
+            const T2 mu = Act<T>::from_bits((e << 7) | (e << 23));
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              const T2 unbiased = __hmul2(Act<T>::from_bits(bf[jj][r]), two_pow_120);  // exact
+              bf[jj][r] = bits_of(__hmul2(unbiased, mu));
+            }
+          }
+        }
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb) {
+          uint32_t af[4];
+          const int row = (wm * MB + mb) * 16 + (lane % 16);
+          const int chunk = 2 * kl + lane / 16;
+          ldmatrix_x4(af, as + row * Tl::A_CHUNKS + (chunk ^ (row & 7)));
+#pragma unroll
+          for (int jj = 0; jj < 8; ++jj) mma_16816<T>(acc[mb][jj], af, bf[jj][0], bf[jj][1]);
+        }
+      }
+    }
+  };
+
+  // ---- main pipeline ----
+#pragma unroll
+  for (int s = 0; s < NS - 1; ++s) {
+    if (s < nst) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int s = 0; s < nst; ++s) {
+    cp_async_wait<NS - 2>();
+    __syncthreads();
+    const int next = s + NS - 1;
+    if (next < nst) load_stage(next, next % NS);
+    cp_async_commit();
+    compute_stage(s % NS, (st0 + s) * KC);
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // ---- sum the WK warps of one output tile, in wk order ----
+  if constexpr (WK > 1) {
+    float4* red = reinterpret_cast<float4*>(smem);
+    if (wk > 0) {
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj)
+          red[(((wk - 1) * Tl::WM * WN + wmn) * MB * 8 + mb * 8 + jj) * kWarp + lane] =
+              make_float4(acc[mb][jj][0], acc[mb][jj][1], acc[mb][jj][2], acc[mb][jj][3]);
+    }
+    __syncthreads();
+    if (wk == 0) {
+#pragma unroll 1
+      for (int w = 1; w < WK; ++w) {
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+          for (int jj = 0; jj < 8; ++jj) {
+            const float4 v = red[(((w - 1) * Tl::WM * WN + wmn) * MB * 8 + mb * 8 + jj) * kWarp + lane];
+            acc[mb][jj][0] += v.x;
+            acc[mb][jj][1] += v.y;
+            acc[mb][jj][2] += v.z;
+            acc[mb][jj][3] += v.w;
+          }
+      }
+    }
+  }
+  const bool owner = wk == 0;
+  const int n_warp0 = n_blk0 + wn * 64;
+
+  // Channel-wise: acc *= float(F), F = S * 2^beta (single-permuted, lane q reads 8 at 8q and 8q + 32).
+  if constexpr (SCHEME == kSchemeChannel) {
+    if (owner && n_ok) {
+      const T* fs = reinterpret_cast<const T*>(sc) + n_warp0;
+      const int4 f0 = *reinterpret_cast<const int4*>(fs + 8 * q);
+      const int4 f1 = *reinterpret_cast<const int4*>(fs + 32 + 8 * q);
+      const uint32_t fw[8] = {(uint32_t)f0.x, (uint32_t)f0.y, (uint32_t)f0.z, (uint32_t)f0.w,
+                              (uint32_t)f1.x, (uint32_t)f1.y, (uint32_t)f1.z, (uint32_t)f1.w};
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj) {
+        const int j = jj / 2, h = jj % 2;
+        const T2 f = Act<T>::from_bits(fw[(j < 2 ? 0 : 4) + 2 * (j % 2) + h]);
+        const float f_lo = Act<T>::to_float(f.x), f_hi = Act<T>::to_float(f.y);
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb) {
+          acc[mb][jj][0] *= f_lo;
+          acc[mb][jj][1] *= f_hi;
+          acc[mb][jj][2] *= f_lo;
+          acc[mb][jj][3] *= f_hi;
+        }
+      }
+    }
+  }
+
+  // ---- split-K: the last block of a tile sums all partials in split order ----
+  if (p.splits > 1) {
+    const int tile = nblk * p.m_blocks + mblk;
+    constexpr int kWarpsMN = Tl::WM * WN;
+    float4* part = reinterpret_cast<float4*>(p.partials);
+    const long long tile_base = static_cast<long long>(tile) * p.splits;
+    if (owner) {
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj)
+          part[((tile_base + split) * kWarpsMN + wmn) * MB * 8 * kWarp + (mb * 8 + jj) * kWarp + lane] =
+              make_float4(acc[mb][jj][0], acc[mb][jj][1], acc[mb][jj][2], acc[mb][jj][3]);
+    }
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) s_is_last = atomicAdd(&p.counters[tile], 1) == p.splits - 1;
+    __syncthreads();
+    if (!s_is_last) return;
+    __threadfence();
+    if (owner) {
+#pragma unroll 1
+      for (int s = 0; s < p.splits; ++s) {
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+          for (int jj = 0; jj < 8; ++jj) {
+            const float4 v =
+                __ldcg(&part[((tile_base + s) * kWarpsMN + wmn) * MB * 8 * kWarp + (mb * 8 + jj) * kWarp + lane]);
+            if (s == 0) {
+              acc[mb][jj][0] = v.x;
+              acc[mb][jj][1] = v.y;
+              acc[mb][jj][2] = v.z;
+              acc[mb][jj][3] = v.w;
+            } else {
+              acc[mb][jj][0] += v.x;
+              acc[mb][jj][1] += v.y;
+              acc[mb][jj][2] += v.z;
+              acc[mb][jj][3] += v.w;
+            }
+          }
+      }
+    }
+    if (tid == 0) p.counters[tile] = 0;  // ready for the next launch on this stream
+  }
+  if (!owner || !n_ok) return;
+
+  // ---- epilogue ----
+  uint32_t bias_w[8];
+  if (p.bias) {
+    const T* bs = reinterpret_cast<const T*>(p.bias) + expert * p.bias_expert_stride + n_warp0;
+    const int4 b0 = *reinterpret_cast<const int4*>(bs + 8 * q);
+    const int4 b1 = *reinterpret_cast<const int4*>(bs + 32 + 8 * q);
+    bias_w[0] = b0.x; bias_w[1] = b0.y; bias_w[2] = b0.z; bias_w[3] = b0.w;
+    bias_w[4] = b1.x; bias_w[5] = b1.y; bias_w[6] = b1.z; bias_w[7] = b1.w;
+  }
+  T* out = reinterpret_cast<T*>(p.c);
+#pragma unroll
+  for (int mb = 0; mb < MB; ++mb) {
+#pragma unroll
+    for (int half_row = 0; half_row < 2; ++half_row) {
+      const int r_local = (wm * MB + mb) * 16 + c8 + 8 * half_row;
+      int row;
+      bool ok;
+      if (p.sorted_ids) {
+        row = p.sorted_ids[mblk * BM + r_local];
+        ok = row >= 0;
+      } else {
+        row = mblk * BM + r_local;
+        ok = row < p.M;
+      }
+      if (!ok) continue;
+      T2 topk = Act<T>::from_float2(1.f, 1.f);
+      if (p.topk_weights) {
+        const float w = p.topk_weights[row];
+        topk = Act<T>::from_float2(w, w);  // RT(topk_w), §5
+      }
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj) {
+        const int j = jj / 2, h = jj % 2;
+        T2 v = Act<T>::from_float2(acc[mb][jj][2 * half_row], acc[mb][jj][2 * half_row + 1]);
+        if (p.bias) v = __hadd2(v, Act<T>::from_bits(bias_w[(j < 2 ? 0 : 4) + 2 * (j % 2) + h]));
+        if (p.topk_weights) v = __hmul2(v, topk);
+        *reinterpret_cast<T2*>(out + static_cast<long long>(row) * p.N + n_warp0 + 8 * jj + 2 * q) = v;
+      }
+    }
+  }
+}
+
+// Launch helpers, instantiated per (activation dtype, scheme) in gemm_*.cu.
+template <typename T, int SCHEME, int CONFIG>
+inline auto gemm_kernel_ptr() {
+  return &marlin_gemm_kernel<T, SCHEME, CONFIG>;
+}
+
+template <typename T, int SCHEME, int CONFIG>
+int blocks_per_sm_impl() {
+  using Tl = Tiling<CONFIG, SCHEME>;
+  auto kernel = gemm_kernel_ptr<T, SCHEME, CONFIG>();
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::SMEM_BYTES);
+  int blocks = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Tl::kThreads, Tl::SMEM_BYTES) != cudaSuccess)
+    return 0;
+  return blocks;
+}
+
+template <typename T, int SCHEME, int CONFIG>
+cudaError_t launch_impl(const GemmArgs& p, cudaStream_t stream) {
+  using Tl = Tiling<CONFIG, SCHEME>;
+  auto kernel = gemm_kernel_ptr<T, SCHEME, CONFIG>();
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::SMEM_BYTES);
+  if (err != cudaSuccess) return err;
+  const long long blocks = static_cast<long long>(p.m_blocks) * p.n_blocks * p.splits;
+  if (blocks == 0) return cudaSuccess;
+  kernel<<<static_cast<unsigned>(blocks), Tl::kThreads, Tl::SMEM_BYTES, stream>>>(p);
+  return cudaGetLastError();
+}
+
+#define MARLIN_DEFINE_GEMM(NAME, T, SCHEME)                                         \
+  int NAME##_blocks_per_sm(int config) {                                            \
+    switch (config) {                                                               \
+      case 0: return blocks_per_sm_impl<T, SCHEME, 0>();                            \
+      case 1: return blocks_per_sm_impl<T, SCHEME, 1>();                            \
+      case 2: return blocks_per_sm_impl<T, SCHEME, 2>();                            \
+      case 3: return blocks_per_sm_impl<T, SCHEME, 3>();                            \
+    }                                                                               \
+    return 0;                                                                       \
+  }                                                                                 \
+  cudaError_t NAME##_launch(int config, const GemmArgs& p, cudaStream_t stream) {   \
+    switch (config) {                                                               \
+      case 0: return launch_impl<T, SCHEME, 0>(p, stream);                          \
+      case 1: return launch_impl<T, SCHEME, 1>(p, stream);                          \
+      case 2: return launch_impl<T, SCHEME, 2>(p, stream);                          \
+      case 3: return launch_impl<T, SCHEME, 3>(p, stream);                          \
+    }                                                                               \
+    return cudaErrorInvalidValue;                                                   \
+  }
+
+}  // namespace marlin_fast

@@ -1,0 +1,102 @@
+"""Dense FP8 weight preparation for the Marlin GEMM, newest vLLM with tile padding (spec §2.8).
+
+    weight e4m3fn[K, N] (size_k_first) or [N, K]     -> qweight int32[padded_k/16, 4·padded_n]
+    weight_scale (scheme of scale_schemes)          -> scales  orig_dtype[G, padded_n], permuted, ×2^beta
+    bias [N] (optional)                              -> bias    [padded_n], zero-padded, single-permuted
+
+Steps: group_size = -1 or block_k; (padded_n, padded_k) = marlin_padded_nk; weight packed along K,
+made [K/4, N], zero-padded, repacked (num_bits 8); scales cast to orig_dtype, converted to [G, N],
+zero-padded, permuted (grouped iff group_size < padded_k), exponent bias fused (W8A8 is rejected, so
+the activations are always 16-bit here); bias zero-padded and single-permuted.
+
+    >>> w = torch.full((128, 64), 0x38, dtype=torch.uint8)           # [K, N], every weight 1.0
+    >>> layer = prepare_fp8_layer_for_marlin(w, torch.tensor(0.5), orig_dtype="float16")
+    >>> layer.qweight.shape, layer.scales.shape, layer.scales[0, 0].item()  # 0.5 · 2^8
+    (torch.Size([8, 256]), torch.Size([1, 64]), 128.0)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .errors import check_bool, check_multiple, check_rank, check_shape, check_tensor
+from .formats import as_activation_dtype, as_torch_dtype, fp8_codes
+from .fp8_fused_exponent_bias_into_scales import fp8_fused_exponent_bias_into_scales
+from .gptq_marlin_repack import gptq_marlin_repack
+from .marlin_permute_bias import marlin_permute_bias
+from .marlin_permute_scales import marlin_permute_scales
+from .pack_fp8_to_int32 import BYTES_PER_WORD, pack_fp8_to_int32
+from .padding import marlin_pad_dim, marlin_pad_qweight, marlin_pad_scales, marlin_padded_nk
+from .scale_schemes import check_block_size, convert_fp8_scales
+
+FP8_NUM_BITS = 8
+
+
+class MarlinLayer(NamedTuple):
+    """A dense layer in kernel format; size_k/size_n are logical, padded_k/padded_n what the GEMM sees."""
+
+    qweight: torch.Tensor        # int32[padded_k/16, 4·padded_n]
+    scales: torch.Tensor         # [G, padded_n]: fused fp16/bf16 (FP8) or float8_e8m0fnu (MXFP8)
+    bias: torch.Tensor | None    # [padded_n], single-permuted
+    size_k: int
+    size_n: int
+    padded_k: int
+    padded_n: int
+    group_size: int
+
+
+def fp8_weight_to_marlin(fn: str, weight: torch.Tensor, *, size_k_first: bool, padded_n: int,
+                         padded_k: int) -> torch.Tensor:
+    """e4m3fn[K, N] or [N, K] -> int32[padded_k/16, 4·padded_n]: pack, make K-major, zero-pad, repack."""
+    codes = fp8_codes(check_rank(fn, "weight", weight, 2), fn, "weight")
+    size_k, size_n = codes.shape if size_k_first else codes.shape[::-1]
+    check_multiple(fn, "size_k", size_k, BYTES_PER_WORD)  # pack_fp8_to_int32 views 4 bytes as a word
+    packed = pack_fp8_to_int32(codes, size_k_first)
+    packed = packed if size_k_first else packed.T  # [K/4, N]
+    packed = marlin_pad_qweight(packed.contiguous(), size_n, size_k, padded_n, padded_k)  # [padded_k/4, padded_n]
+    return gptq_marlin_repack(packed, None, padded_k, padded_n, FP8_NUM_BITS)
+
+
+def prepare_bias(fn: str, bias, size_n: int, padded_n: int) -> torch.Tensor | None:
+    """None, or bias [N] zero-padded to [padded_n] and single-permuted (§2.8 step 8)."""
+    if bias is None:
+        return None
+    check_shape(fn, "bias", check_tensor(fn, "bias", bias), (size_n,), "[size_n]")
+    return marlin_permute_bias(marlin_pad_dim(bias, size_n, padded_n))
+
+
+def check_not_w8a8(fn: str, input_dtype) -> None:
+    """input_dtype None or 16-bit; 8-bit activations (W8A8) are not supported by this path (§2.8)."""
+    if input_dtype is None:
+        return
+    resolved = as_torch_dtype(input_dtype, fn, "input_dtype")
+    if resolved.itemsize == 1:
+        raise TypeError(f"{fn}: input_dtype={resolved} must not be an 8-bit type (Marlin W8A8 is not supported)")
+    as_activation_dtype(resolved, fn, "input_dtype")
+
+
+def prepare_fp8_layer_for_marlin(weight: torch.Tensor, weight_scale: torch.Tensor, *, orig_dtype,
+                                 size_k_first: bool = True, weight_block_size=None, logical_widths=None,
+                                 bias=None, input_dtype=None) -> MarlinLayer:
+    """FP8 checkpoint tensors -> MarlinLayer (spec §2.8, steps 1-8)."""
+    fn = "prepare_fp8_layer_for_marlin"
+    dtype = as_activation_dtype(orig_dtype, fn, "orig_dtype")
+    check_not_w8a8(fn, input_dtype)
+    check_bool(fn, "size_k_first", size_k_first)
+    check_rank(fn, "weight", weight, 2)
+    size_k, size_n = weight.shape if size_k_first else weight.shape[::-1]
+    blocks = check_block_size(fn, weight_block_size)
+    group_size = -1 if blocks is None else blocks[1]                                # step 1
+    padded_n, padded_k = marlin_padded_nk(size_n, size_k, group_size)               # step 2
+    qweight = fp8_weight_to_marlin(fn, weight, size_k_first=size_k_first,          # step 3
+                                   padded_n=padded_n, padded_k=padded_k)
+    scales = convert_fp8_scales(weight_scale, size_n=size_n, size_k=size_k,       # step 4: [G, N]
+                                orig_dtype=dtype, weight_block_size=weight_block_size,
+                                logical_widths=logical_widths, size_k_first=size_k_first)
+    scales = marlin_pad_scales(scales, size_n, size_k, padded_n, padded_k, group_size)  # step 5
+    scales = marlin_permute_scales(scales, padded_k, padded_n, group_size)              # step 6
+    scales = fp8_fused_exponent_bias_into_scales(scales)                                # step 7
+    return MarlinLayer(qweight, scales, prepare_bias(fn, bias, size_n, padded_n),      # step 8
+                       size_k, size_n, padded_k, padded_n, group_size)
