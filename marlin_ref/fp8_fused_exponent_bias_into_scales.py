@@ -33,7 +33,8 @@ def _beta(fn: str, s) -> int:
 def _scale_by_power_of_two(s: np.ndarray, exponent: int) -> np.ndarray:
     # float64 holds s * 2^exponent exactly; RT rounds only on overflow (-> inf) or, when unfusing,
     # on underflow into the dtype's subnormals (once, to nearest even); the final cast is exact
-    exact = np.ldexp(s.astype(np.float64), exponent)
+    with np.errstate(invalid="ignore"):      # signalling-NaN payloads warn; they stay NaN
+        exact = np.ldexp(s.astype(np.float64), exponent)
     return round_to_dtype(exact, s.dtype).astype(s.dtype)
 
 

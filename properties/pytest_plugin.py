@@ -1,2 +1,111 @@
-"""Placeholder until the suite plugin lands (being written now)."""
-pytest_plugins = ["properties.example_counter"]
+"""pytest plugin of marlin-ref: the backend option and fixtures, Hypothesis profiles, a skip summary.
+
+* `--marlin-backend NAME` (else env MARLIN_BACKEND, else "torch") picks the implementation under test;
+  fixtures `backend` (that one) and `oracle` (marlin_ref). See properties.backends for the names.
+* Hypothesis profiles `dev` (fast, the default), `ci` (derandomized, the default when env CI is set),
+  `gpu` and `nightly`; pick one with Hypothesis' own `--hypothesis-profile NAME`. Tests size their
+  example counts relative to the profile with `examples(weight)`.
+* Example database (dev, gpu, nightly): DirectoryBasedExampleDatabase in <rootdir>/.hypothesis/examples
+  (git-ignored). It is safe for pytest-xdist workers: each example is one file, written to a temporary
+  name and renamed into place, and readers skip files that vanish. `ci` is derandomized, which
+  implies no database (a clean CI clone has nothing to replay).
+* The terminal summary counts "not provided" skips per operation apart from other skips.
+
+Loaded by the `pytest11` entry point when the package is installed, else by the repo's conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from properties.backends import DEFAULT_BACKEND, ENV_VAR, NotProvided, check_backend_name, get_backend
+
+# examples per test at weight 1.0; the suite's CI budget is several thousand examples in < 10 min on 2 cores
+PROFILE_EXAMPLES = {"dev": 10, "ci": 40, "gpu": 100, "nightly": 1000}
+MIN_EXAMPLES = 3
+
+
+def register_profiles(root: Path) -> None:
+    database = DirectoryBasedExampleDatabase(root / ".hypothesis" / "examples")
+    common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+    settings.register_profile("dev", max_examples=PROFILE_EXAMPLES["dev"], database=database, **common)
+    settings.register_profile("ci", max_examples=PROFILE_EXAMPLES["ci"], derandomize=True, print_blob=True,
+                              database=None, **common)
+    settings.register_profile("gpu", max_examples=PROFILE_EXAMPLES["gpu"], database=database, **common)
+    settings.register_profile("nightly", max_examples=PROFILE_EXAMPLES["nightly"], database=database,
+                              print_blob=True, **common)
+
+
+def examples(weight: float = 1.0) -> settings:
+    """@examples(0.5): half the current profile's max_examples (at least MIN_EXAMPLES); use it on
+    slow tests so every profile keeps its proportions."""
+    return settings(max_examples=max(MIN_EXAMPLES, round(settings.default.max_examples * weight)))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("marlin", "marlin-ref backend under test")
+    group.addoption("--marlin-backend", default=None, metavar="NAME",
+                    help=f"implementation under test: ref, torch, torch-cuda, cuda, module:attribute "
+                         f"(default: env {ENV_VAR}, else {DEFAULT_BACKEND!r})")
+
+
+def backend_name(config: pytest.Config) -> str:
+    return config.getoption("--marlin-backend") or os.environ.get(ENV_VAR) or DEFAULT_BACKEND
+
+
+@pytest.hookimpl(tryfirst=True)  # before Hypothesis' own pytest_configure loads --hypothesis-profile
+def pytest_configure(config: pytest.Config) -> None:
+    register_profiles(Path(config.rootpath))
+    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    try:
+        check_backend_name(backend_name(config))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    name = backend_name(config)
+    try:
+        b = get_backend(name)
+    except Exception as exc:  # noqa: BLE001 - the header reports it; the tests then fail on it
+        return f"marlin backend: {name} (cannot be built: {type(exc).__name__}: {exc})"
+    return f"marlin backend: {b.name} ({b.version}); provides {len(b.provides)} operations"
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest):
+    """The Backend under test (--marlin-backend)."""
+    return get_backend(backend_name(request.config))
+
+
+@pytest.fixture(scope="session")
+def oracle():
+    """marlin_ref as a Backend."""
+    return get_backend("ref")
+
+
+def _not_provided_reason(report) -> str | None:
+    longrepr = getattr(report, "longrepr", None)
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        reason = str(longrepr[2])
+        reason = reason.removeprefix("Skipped: ")
+        if reason.startswith(NotProvided.PREFIX):
+            return reason
+    return None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    reasons = Counter(r for r in map(_not_provided_reason, terminalreporter.stats.get("skipped", [])) if r)
+    if not reasons:
+        return
+    terminalreporter.section("marlin: not provided by the backend under test")
+    for reason, count in sorted(reasons.items()):
+        terminalreporter.write_line(f"{count:5d} test(s): {reason}")
+    terminalreporter.write_line(f"{sum(reasons.values()):5d} test(s) not provided in all "
+                                "(skipped, not passed)")

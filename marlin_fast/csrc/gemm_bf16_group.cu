@@ -1,0 +1,7 @@
+// One (activation dtype, scale scheme) instantiation of the GEMM, in its own file so that builds
+// compile the five variants in parallel.
+#include "gemm_kernel.cuh"
+
+namespace marlin_fast {
+MARLIN_DEFINE_GEMM(gemm_bf16_group, __nv_bfloat16, kSchemeGroup128)
+}  // namespace marlin_fast

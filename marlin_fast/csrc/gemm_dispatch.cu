@@ -1,0 +1,72 @@
+// Picks the instantiation for (activation dtype, scale scheme, config) and plans the split-K.
+#include "launch.h"
+
+namespace marlin_fast {
+
+#define MARLIN_DECLARE_GEMM(NAME)                  \
+  int NAME##_blocks_per_sm(int config);            \
+  cudaError_t NAME##_launch(int config, const GemmArgs& p, cudaStream_t stream);
+MARLIN_DECLARE_GEMM(gemm_f16_channel)
+MARLIN_DECLARE_GEMM(gemm_f16_group)
+MARLIN_DECLARE_GEMM(gemm_bf16_channel)
+MARLIN_DECLARE_GEMM(gemm_bf16_group)
+MARLIN_DECLARE_GEMM(gemm_bf16_mx)
+
+int gemm_blocks_per_sm(int act, int scheme, int config) {
+  if (act == kActFp16) {
+    if (scheme == kSchemeChannel) return gemm_f16_channel_blocks_per_sm(config);
+    if (scheme == kSchemeGroup128) return gemm_f16_group_blocks_per_sm(config);
+    return 0;  // MXFP8 has no fp16 kernel (spec §2.10)
+  }
+  if (scheme == kSchemeChannel) return gemm_bf16_channel_blocks_per_sm(config);
+  if (scheme == kSchemeGroup128) return gemm_bf16_group_blocks_per_sm(config);
+  return gemm_bf16_mx_blocks_per_sm(config);
+}
+
+cudaError_t launch_gemm(int act, int scheme, int config, const GemmArgs& p, cudaStream_t stream) {
+  if (act == kActFp16) {
+    if (scheme == kSchemeChannel) return gemm_f16_channel_launch(config, p, stream);
+    if (scheme == kSchemeGroup128) return gemm_f16_group_launch(config, p, stream);
+    return cudaErrorInvalidValue;
+  }
+  if (scheme == kSchemeChannel) return gemm_bf16_channel_launch(config, p, stream);
+  if (scheme == kSchemeGroup128) return gemm_bf16_group_launch(config, p, stream);
+  return gemm_bf16_mx_launch(config, p, stream);
+}
+
+// Split-K choice: the fewest waves of blocks, each as short as possible.  Cost in stage units:
+// waves * (stages per block + 1 for the pipeline fill) + 1 if partials must be reduced.  While all
+// blocks fit in one wave, more splits shorten every block; once they no longer fit, waves grow.
+void plan_gemm(GemmArgs& p, int config, int num_sms, int blocks_per_sm, int forced_splits) {
+  const ConfigInfo& c = kConfigs[config];
+  p.n_blocks = (p.N + c.block_n() - 1) / c.block_n();
+  const int ksteps = p.K / 16;
+  p.total_stages = (ksteps + c.stage_ksteps() - 1) / c.stage_ksteps();
+  const long long tiles = static_cast<long long>(p.m_blocks) * p.n_blocks;
+  const long long slots = static_cast<long long>(num_sms) * (blocks_per_sm > 0 ? blocks_per_sm : 1);
+  int best_splits = 1, best_per = p.total_stages;
+  if (forced_splits > 0) {
+    const int s = forced_splits < p.total_stages ? forced_splits : p.total_stages;
+    best_per = (p.total_stages + s - 1) / s;
+    best_splits = (p.total_stages + best_per - 1) / best_per;
+  } else {
+    long long best_cost = -1;
+    const int max_splits = p.total_stages < 64 ? p.total_stages : 64;
+    for (int s = 1; s <= max_splits; ++s) {
+      const int per = (p.total_stages + s - 1) / s;
+      const int s_eff = (p.total_stages + per - 1) / per;
+      if (s_eff != s) continue;  // the same split as a smaller s
+      const long long waves = (tiles * s_eff + slots - 1) / slots;
+      const long long cost = waves * (per + 1) + (s_eff > 1 ? 1 : 0);
+      if (best_cost < 0 || cost < best_cost) {
+        best_cost = cost;
+        best_splits = s_eff;
+        best_per = per;
+      }
+    }
+  }
+  p.splits = best_splits;
+  p.stages_per_split = best_per;
+}
+
+}  // namespace marlin_fast

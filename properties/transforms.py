@@ -1,0 +1,418 @@
+"""TRANSFORMS: one registry row per operation under test, so each law is one parametrized test body.
+
+A row names the operation, the strategy of its cases (`properties.strategies`), how a case becomes the
+operation's keyword arguments (`build`, deterministic: `np.random.default_rng(seed)`), its inverse (if
+any) and what the inverse must give back (`restore`), and the layouts a failure report speaks in.
+
+    >>> row = by_name("gptq_marlin_repack[8bit]")
+    >>> kwargs = row.build({"size_k": 16, "size_n": 64, "num_bits": 8, "perm": "none", "seed": 0,
+    ...                     "specials": "none", "plants": []})
+    >>> kwargs["b_q_weight"].shape, kwargs["b_q_weight"].dtype, row.inverse
+    ((4, 64), dtype('int32'), 'gptq_marlin_unrepack')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import ml_dtypes
+import numpy as np
+from hypothesis import strategies as st
+
+from marlin_ref.layout import MX_BLOCK, pack_factor
+from properties import report
+from properties import strategies as S
+
+E4M3 = np.dtype(ml_dtypes.float8_e4m3fn)
+E8M0 = np.dtype(ml_dtypes.float8_e8m0fnu)
+DTYPES = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16),
+          "float32": np.dtype(np.float32)}
+# (exponent bias, explicit mantissa bits) of the 16-bit dtypes, to enumerate their codes
+_CODE_FIELDS = {"float16": (15, 10), "bfloat16": (127, 7)}
+SPECIAL_DENSITY = {"none": 0.0, "some": 1 / 16, "many": 1 / 2}
+SCALE_EXPONENTS = (-12, 4)       # distinct scales in [2^-12, 2^5): realistic, finite once fused (§2.6)
+BIAS_EXPONENTS = (-8, 4)
+EXPONENT_BIAS = {"float16": 8, "bfloat16": 120}   # β of §2.6
+
+
+# --- content from a case ----------------------------------------------------------------------
+
+def rng_for(case: dict, salt: int = 0) -> np.random.Generator:
+    return np.random.default_rng([case.get("seed", 0), salt])
+
+
+def fp8_codes(case: dict, shape: tuple, salt: int = 0) -> np.ndarray:
+    """uint8 [shape]: random bytes, special codes at the case's density, then the planted codes."""
+    rng, size = rng_for(case, salt), math.prod(shape)
+    codes = rng.integers(0, 256, size, dtype=np.uint8)
+    mask = rng.random(size) < SPECIAL_DENSITY[case.get("specials", "none")]
+    codes[mask] = rng.choice(np.array(S.FP8_SPECIAL_CODES, np.uint8), int(mask.sum()))
+    for index, code in case.get("plants", []):
+        codes[index % size] = code
+    return codes.reshape(shape)
+
+
+def distinct(rng: np.random.Generator, count: int, dtype: str, exponents=SCALE_EXPONENTS, *,
+             signed: bool = False, shift: int = 0) -> np.ndarray:
+    """`count` distinct values of dtype with |v| in [2^lo, 2^(hi+1)) * 2^shift (repeats only once the
+    window is exhausted, so never all equal for count > 1)."""
+    lo, hi = exponents[0] + shift, exponents[1] + shift
+    if dtype == "float32":
+        values = np.ldexp(1 + rng.random(count), rng.integers(lo, hi + 1, count)).astype(np.float32)
+    else:
+        bias, mant = _CODE_FIELDS[dtype]
+        window = np.arange((lo + bias) << mant, (hi + bias + 1) << mant, dtype=np.uint16)
+        picks = rng.permutation(window)[np.arange(count) % window.size]
+        values = picks.view(np.float16 if dtype == "float16" else ml_dtypes.bfloat16)
+    if signed:
+        values = np.where(rng.random(count) < 0.5, -values, values).astype(values.dtype)
+    return values
+
+
+def e8m0_codes(case: dict, shape: tuple, dtype: str, *, finite_only: bool = False, salt: int = 0) -> np.ndarray:
+    """uint8 codes the float `dtype` can carry (§2.10), with every legal boundary code planted."""
+    rng, size = rng_for(case, salt), math.prod(shape)
+    lo, hi = S.E8M0_FP16_RANGE if dtype == "float16" else (0, 254 if finite_only else 255)
+    codes = rng.integers(lo, hi + 1, size).astype(np.uint8)
+    boundary = [c for c in S.E8M0_BOUNDARY_CODES if lo <= c <= hi]
+    places = rng.permutation(size)[:len(boundary)]
+    codes[places] = boundary[:len(places)]
+    return codes.reshape(shape)
+
+
+def gptq_pack(codes: np.ndarray, num_bits: int = 8) -> np.ndarray:
+    """uint8 values [K, N] -> int32 [K/pf, N], value k at slot k mod pf of word k // pf (§2.1)."""
+    pf = pack_factor(num_bits)
+    slots = codes.astype(np.uint32).reshape(codes.shape[0] // pf, pf, codes.shape[1])   # [K/pf, pf, N]
+    shifts = (num_bits * np.arange(pf, dtype=np.uint32)).reshape(1, pf, 1)
+    return np.bitwise_or.reduce(slots << shifts, axis=1).view(np.int32)                  # [K/pf, N]
+
+
+def gptq_unpack(words: np.ndarray, num_bits: int = 8) -> np.ndarray:
+    """int32 [K/pf, N] -> uint8 values [K, N] (the inverse of gptq_pack)."""
+    pf = pack_factor(num_bits)
+    shifts = (num_bits * np.arange(pf, dtype=np.uint32)).reshape(1, pf, 1)
+    slots = (words.view(np.uint32)[:, None, :] >> shifts) & ((1 << num_bits) - 1)        # [K/pf, pf, N]
+    return slots.reshape(-1, words.shape[1]).astype(np.uint8)                            # [K, N]
+
+
+def perm_for(case: dict) -> np.ndarray | None:
+    k, kind = case["size_k"], case.get("perm", "none")
+    if kind == "none":
+        return None
+    if kind == "empty":
+        return np.empty(0, np.int32)
+    if kind == "reverse":
+        return np.arange(k, dtype=np.int32)[::-1].copy()
+    return rng_for(case, 3).permutation(k).astype(np.int32)
+
+
+# --- the registry row -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Transform:
+    name: str                                    # pytest id
+    op: str                                      # operation in properties.backends.OPERATIONS
+    family: str                                  # "layout", "scales", "helper", "prepare"
+    cases: Callable[[], st.SearchStrategy]       # valid cases, shrinking to the smallest
+    build: Callable[[dict], dict]                # case -> keyword arguments of op
+    layout: Callable[[dict, Any], Any] = lambda case, want: report.Layout()  # (case, oracle output)
+    inverse: str | None = None
+    inverse_args: Callable[[dict, dict, Any], dict] | None = None   # (case, kwargs, output) -> kwargs
+    restore: Callable[[dict, dict], Any] | None = None              # (case, kwargs) -> inverse's result
+    roundtrip_cases: Callable[[], st.SearchStrategy] | None = None  # where the inverse is exact
+    extras: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _first(case, kwargs):
+    return next(v for v in kwargs.values() if isinstance(v, np.ndarray))
+
+
+# pack_fp8_to_int32 / unpack (§2.2)
+def _pack(case):
+    w = fp8_codes(case, (case["size_k"], case["size_n"]))
+    w = w if case["size_k_first"] else np.ascontiguousarray(w.T)
+    return {"fp8": w.view(E4M3) if case["codes"] == "fp8" else w, "size_k_first": case["size_k_first"]}
+
+
+def _unpack(case):
+    k4, n = case["size_k"] // S.PACK_K, case["size_n"]
+    shape = (k4, n) if case["size_k_first"] else (n, k4)
+    return {"packed": rng_for(case).integers(-2**31, 2**31, shape, dtype=np.int64).astype(np.int32),
+            "size_k_first": case["size_k_first"]}
+
+
+# gptq_marlin_repack / unrepack (§2.3)
+def _repack(case):
+    k, n, bits = case["size_k"], case["size_n"], case["num_bits"]
+    if bits == 8:
+        words = gptq_pack(fp8_codes(case, (k, n)))
+    else:
+        words = gptq_pack(rng_for(case).integers(0, 16, (k, n)).astype(np.uint8), 4)
+    return {"b_q_weight": words, "perm": perm_for(case), "size_k": k, "size_n": n, "num_bits": bits}
+
+
+def _repack_restore(case, kwargs):
+    perm = kwargs["perm"]
+    if perm is None or perm.size == 0:
+        return kwargs["b_q_weight"]
+    bits = kwargs["num_bits"]
+    return gptq_pack(gptq_unpack(kwargs["b_q_weight"], bits)[perm], bits)   # unrepack leaves perm applied
+
+
+def _unrepack(case):
+    k, n, bits = case["size_k"], case["size_n"], case["num_bits"]
+    shape = (k // 16, 16 * n // pack_factor(bits))
+    return {"marlin_q_weight": rng_for(case).integers(-2**31, 2**31, shape, dtype=np.int64).astype(np.int32),
+            "size_k": k, "size_n": n, "num_bits": bits}
+
+
+def _sizes(kwargs, *names):
+    return {name: kwargs[name] for name in names}
+
+
+def _weight_layout(case, want):
+    return report.MarlinWeight(case["size_k"], case["size_n"], case["num_bits"])
+
+
+# marlin_permute_scales / unpermute (§2.4)
+def _scale_grid(case):
+    s = distinct(rng_for(case), case["groups"] * case["size_n"], case["dtype"]).reshape(case["groups"], case["size_n"])
+    return {"s": s, "size_k": case["size_k"], "size_n": case["size_n"], "group_size": case["group_size"]}
+
+
+def _grouped(case):
+    return case["group_size"] != -1 and case["group_size"] < case["size_k"]
+
+
+# marlin_permute_bias (§2.5), exponent bias (§2.6)
+def _bias(case):
+    return {"bias": distinct(rng_for(case), math.prod(case["shape"]), case["dtype"], BIAS_EXPONENTS,
+                             signed=True).reshape(case["shape"])}
+
+
+def _fused(case):
+    rng, dtype, count = rng_for(case), case["dtype"], math.prod(case["shape"])
+    shift = EXPONENT_BIAS[dtype] if case["fused"] else 0
+    s = distinct(rng, count, dtype, shift=shift)
+    if case["magnitudes"] == "extreme":  # overflow once fused (>= 256), subnormal, zero, negative
+        lo = -24 if dtype == "float16" else -133
+        odd = np.array([256.0, 300.0, 2.0 ** lo, 0.0, -0.0, -1.5, 255.875], np.float32)
+        s = np.where(rng.random(count) < 0.5, rng.choice(odd, count).astype(s.dtype) * 2.0 ** shift, s).astype(s.dtype)
+    return {"s": s.reshape(case["shape"])}
+
+
+# MXFP8 scale processing (§2.7)
+def _ms(case):
+    codes = e8m0_codes(case, (case["groups"], case["size_n"]), case["dtype"], finite_only=case["finite_only"])
+    return {"ms": codes.view(E8M0).astype(np.float32).astype(DTYPES[case["dtype"]])}
+
+
+def _e8m0(case):
+    codes = e8m0_codes(case, (case["groups"], case["size_n"]), case["dtype"])
+    return {"e8m0": codes.view(E8M0), "dtype": case["dtype"]}
+
+
+def _scales_to_float(case):
+    codes = rng_for(case).integers(0, 256, case["shape"]).astype(np.uint8)
+    return {"scale_u8": codes.view(E8M0) if case["codes"] == "e8m0" else codes,
+            "intermediate_dtype": case["dtype"]}
+
+
+def _quads(case, want):
+    return report.Layout()
+
+
+# scale schemes (§2.8 step 4, §2.9 step 3)
+def fp8_scale(case, size_n: int, size_k: int, salt: int = 1) -> np.ndarray:
+    """The checkpoint scale of a dense FP8 case, in its scheme, rank and dtype."""
+    scheme, rank, dtype = case["scheme"], case["scale_rank"], case["scale_dtype"]
+    if scheme == "block":
+        nb, kb = -(-size_n // S.FP8_BLOCK_N), -(-size_k // S.FP8_BLOCK_K)
+        shape = (kb, nb) if case["size_k_first"] else (nb, kb)
+    else:
+        count = {"tensor": 1, "channel": size_n, "shard_equal": case.get("shards"),
+                 "shard_widths": len(case["logical_widths"] or [])}[scheme]
+        shape = [(), (count,), (count, 1)][rank]
+    return distinct(rng_for(case, salt), math.prod(shape), dtype).reshape(shape)
+
+
+def _block(case):
+    return [S.FP8_BLOCK_N, S.FP8_BLOCK_K] if case["scheme"] == "block" else None
+
+
+def _convert(case):
+    n, k = case["size_n"], case["size_k"]
+    return {"scale": fp8_scale(case, n, k), "size_n": n, "size_k": k, "orig_dtype": case["orig_dtype"],
+            "weight_block_size": _block(case), "logical_widths": case["logical_widths"],
+            "size_k_first": case["size_k_first"]}
+
+
+def moe_scale(case, which: str) -> np.ndarray:
+    """Checkpoint scale of w13 ([E, 2n, k] weight) or w2 ([E, k, n]) for an MoE case (§2.9)."""
+    e, k, n = case["experts"], case["hidden"], case["intermediate"]
+    size_n, size_k = (2 * n, k) if which == "w13" else (k, n)
+    scheme = case["scheme"] if which == "w13" else case["w2_scheme"]
+    shape = {"tensor": (e,), "shard_equal": (e, 2), "channel": (e, size_n),
+             "block": (e, -(-size_n // S.FP8_BLOCK_N), -(-size_k // S.FP8_BLOCK_K))}[scheme]
+    return distinct(rng_for(case, 1 if which == "w13" else 2), math.prod(shape), case["scale_dtype"]).reshape(shape)
+
+
+def _convert_moe(which):
+    def build(case):
+        e, k, n = case["experts"], case["hidden"], case["intermediate"]
+        size_n, size_k = (2 * n, k) if which == "w13" else (k, n)
+        return {"scale": moe_scale(case, which), "num_experts": e, "size_n": size_n, "size_k": size_k,
+                "orig_dtype": case["orig_dtype"], "weight_block_size": _block(case)}
+    return build
+
+
+# prepare pipelines (§2.8-§2.10)
+def _prepare_fp8(case):
+    k, n = case["size_k"], case["size_n"]
+    w = fp8_codes(case, (k, n))
+    w = w if case["size_k_first"] else np.ascontiguousarray(w.T)
+    bias = distinct(rng_for(case, 4), n, case["orig_dtype"], BIAS_EXPONENTS, signed=True) if case["bias"] else None
+    return {"weight": w.view(E4M3), "weight_scale": fp8_scale(case, n, k), "orig_dtype": case["orig_dtype"],
+            "size_k_first": case["size_k_first"], "weight_block_size": _block(case),
+            "logical_widths": case["logical_widths"], "bias": bias, "input_dtype": None}
+
+
+def _moe_weights(case):
+    e, k, n = case["experts"], case["hidden"], case["intermediate"]
+    return fp8_codes(case, (e, 2 * n, k), 5).view(E4M3), fp8_codes(case, (e, k, n), 6).view(E4M3)
+
+
+def _prepare_fp8_moe(case):
+    e, k, n, dtype = case["experts"], case["hidden"], case["intermediate"], case["orig_dtype"]
+    w13, w2 = _moe_weights(case)
+    biases = {"w13_bias": None, "w2_bias": None}
+    if case["bias"]:
+        biases = {"w13_bias": distinct(rng_for(case, 7), e * 2 * n, dtype, BIAS_EXPONENTS, signed=True).reshape(e, 2 * n),
+                  "w2_bias": distinct(rng_for(case, 8), e * k, dtype, BIAS_EXPONENTS, signed=True).reshape(e, k)}
+    return {"w13": w13, "w2": w2, "w13_scale": moe_scale(case, "w13"), "w2_scale": moe_scale(case, "w2"),
+            "orig_dtype": dtype, "weight_block_size": _block(case), **biases}
+
+
+def _prepare_mxfp8(case):
+    k, n, dtype = case["size_k"], case["size_n"], case["intermediate_dtype"]
+    codes = e8m0_codes(case, (n + case["extra_rows"], k // MX_BLOCK + case["extra_cols"]), dtype, salt=1)
+    bias = distinct(rng_for(case, 4), n, "bfloat16", BIAS_EXPONENTS, signed=True) if case["bias"] else None
+    return {"weight": fp8_codes(case, (n, k)).view(E4M3),
+            "weight_scale": codes.view(E8M0) if case["scale_codes"] == "e8m0" else codes,
+            "bias": bias, "intermediate_dtype": dtype}
+
+
+def _prepare_mxfp8_moe(case):
+    e, k, n, dtype = case["experts"], case["hidden"], case["intermediate"], case["intermediate_dtype"]
+    w13, w2 = _moe_weights(case)
+    return {"w13": w13, "w2": w2,
+            "w13_scale": e8m0_codes(case, (e, 2 * n, k // MX_BLOCK), dtype, salt=1),
+            "w2_scale": e8m0_codes(case, (e, k, n // MX_BLOCK), dtype, salt=2), "intermediate_dtype": dtype}
+
+
+def _scale_layout(s, mx=False, kind="scale"):
+    return report.Scales(grouped=s is not None and s.ndim >= 2 and s.shape[-2] > 1, mx=mx, kind=kind)
+
+
+def _layer_layouts(case, want, mx=False):
+    return {"qweight": report.MarlinWeight(want.padded_k, want.padded_n, 8, valid_k=want.size_k, valid_n=want.size_n),
+            "scales": _scale_layout(want.scales, mx), "bias": report.Scales(grouped=False, kind="bias")}
+
+
+def _moe_layouts(case, want, mx=False):
+    k, pn = want.hidden_size, want.padded_intermediate
+    return {"w13_qweight": report.MarlinWeight(k, 2 * pn, 8, experts=True),
+            "w2_qweight": report.MarlinWeight(pn, k, 8, experts=True),
+            "w13_scales": _scale_layout(want.w13_scales, mx), "w2_scales": _scale_layout(want.w2_scales, mx),
+            "w13_bias": report.Scales(grouped=False, kind="bias"), "w2_bias": report.Scales(grouped=False, kind="bias")}
+
+
+def _rows() -> list[Transform]:
+    unrepack_args = lambda case, kw, out: {"marlin_q_weight": out, **_sizes(kw, "size_k", "size_n", "num_bits")}
+    repack_args = lambda case, kw, out: {"b_q_weight": out, "perm": None, **_sizes(kw, "size_k", "size_n", "num_bits")}
+    scale_args = lambda case, kw, out: {"s": out, **_sizes(kw, "size_k", "size_n", "group_size")}
+    rows = [
+        Transform("pack_fp8_to_int32", "pack_fp8_to_int32", "layout", S.pack_cases, _pack,
+                  lambda case, want: report.GptqWords(8, transposed=not case["size_k_first"]),
+                  "unpack_fp8_from_int32", lambda case, kw, out: {"packed": out, "size_k_first": kw["size_k_first"]},
+                  lambda case, kw: kw["fp8"].view(E4M3)),
+        Transform("unpack_fp8_from_int32", "unpack_fp8_from_int32", "layout", S.packed_cases, _unpack,
+                  inverse="pack_fp8_to_int32", inverse_args=lambda case, kw, out: {"fp8": out, "size_k_first": kw["size_k_first"]},
+                  restore=_first),
+    ]
+    for bits in (8, 4):
+        rows += [
+            Transform(f"gptq_marlin_repack[{bits}bit]", "gptq_marlin_repack", "layout",
+                      lambda bits=bits: S.repack_cases(num_bits=bits), _repack, _weight_layout,
+                      "gptq_marlin_unrepack", unrepack_args, _repack_restore),
+            Transform(f"gptq_marlin_unrepack[{bits}bit]", "gptq_marlin_unrepack", "layout",
+                      lambda bits=bits: S.marlin_words_cases(num_bits=bits), _unrepack,
+                      lambda case, want: report.GptqWords(case["num_bits"]),
+                      "gptq_marlin_repack", repack_args, _first),
+        ]
+    rows += [
+        Transform("marlin_permute_scales", "marlin_permute_scales", "scales", S.scale_grid_cases, _scale_grid,
+                  lambda case, want: report.Scales(grouped=_grouped(case)), "marlin_unpermute_scales", scale_args, _first),
+        Transform("marlin_unpermute_scales", "marlin_unpermute_scales", "scales", S.scale_grid_cases, _scale_grid,
+                  inverse="marlin_permute_scales", inverse_args=scale_args, restore=_first),
+        Transform("marlin_permute_bias", "marlin_permute_bias", "scales", S.bias_cases, _bias,
+                  lambda case, want: report.Scales(grouped=False, kind="bias"), "marlin_unpermute_bias",
+                  lambda case, kw, out: {"bias": out}, _first),
+        Transform("marlin_unpermute_bias", "marlin_unpermute_bias", "scales", S.bias_cases, _bias,
+                  inverse="marlin_permute_bias", inverse_args=lambda case, kw, out: {"bias": out}, restore=_first),
+        Transform("fp8_fused_exponent_bias_into_scales", "fp8_fused_exponent_bias_into_scales", "scales",
+                  S.fused_scale_cases, _fused, inverse="fp8_unfuse_exponent_bias_from_scales",
+                  inverse_args=lambda case, kw, out: {"s": out}, restore=_first,
+                  roundtrip_cases=lambda: S.fused_scale_cases().map(lambda c: {**c, "magnitudes": "typical"})),
+        Transform("fp8_unfuse_exponent_bias_from_scales", "fp8_unfuse_exponent_bias_from_scales", "scales",
+                  lambda: S.fused_scale_cases(fused=True), _fused, inverse="fp8_fused_exponent_bias_into_scales",
+                  inverse_args=lambda case, kw, out: {"s": out}, restore=_first,
+                  roundtrip_cases=lambda: S.fused_scale_cases(fused=True).map(lambda c: {**c, "magnitudes": "typical"})),
+        Transform("mxfp8_marlin_process_scales", "mxfp8_marlin_process_scales", "scales", S.e8m0_grid_cases, _ms,
+                  _quads, "mxfp8_marlin_unprocess_scales",
+                  lambda case, kw, out: {"e8m0": out, "dtype": case["dtype"]}, _first,
+                  roundtrip_cases=lambda: S.e8m0_grid_cases(finite_only=True)),
+        Transform("mxfp8_marlin_unprocess_scales", "mxfp8_marlin_unprocess_scales", "scales", S.e8m0_grid_cases,
+                  _e8m0, _quads, "mxfp8_marlin_process_scales", lambda case, kw, out: {"ms": out}, _first),
+        Transform("mxfp8_scales_to_float", "mxfp8_scales_to_float", "scales", S.e8m0_byte_cases, _scales_to_float),
+        Transform("convert_fp8_scales", "convert_fp8_scales", "scales", S.fp8_layer_cases, _convert),
+        Transform("convert_fp8_moe_scales[w13]", "convert_fp8_moe_scales", "scales", S.fp8_moe_cases, _convert_moe("w13")),
+        Transform("convert_fp8_moe_scales[w2]", "convert_fp8_moe_scales", "scales", S.fp8_moe_cases, _convert_moe("w2")),
+        Transform("uses_grouped_scale_permutation", "uses_grouped_scale_permutation", "helper", S.padding_cases,
+                  lambda case: _sizes(case, "size_k", "group_size")),
+        Transform("marlin_padded_nk", "marlin_padded_nk", "helper", S.padding_cases,
+                  lambda case: _sizes(case, "size_n", "size_k", "group_size")),
+        Transform("marlin_moe_padded_intermediate", "marlin_moe_padded_intermediate", "helper", S.padding_cases,
+                  lambda case: _sizes(case, "size_n", "group_size")),
+        Transform("prepare_fp8_layer_for_marlin", "prepare_fp8_layer_for_marlin", "prepare", S.fp8_layer_cases,
+                  _prepare_fp8, _layer_layouts),
+        Transform("prepare_fp8_moe_layer_for_marlin", "prepare_fp8_moe_layer_for_marlin", "prepare",
+                  S.fp8_moe_cases, _prepare_fp8_moe, _moe_layouts),
+        Transform("prepare_mxfp8_layer_for_marlin", "prepare_mxfp8_layer_for_marlin", "prepare",
+                  S.mxfp8_layer_cases, _prepare_mxfp8, lambda case, want: _layer_layouts(case, want, mx=True)),
+        Transform("prepare_mxfp8_moe_layer_for_marlin", "prepare_mxfp8_moe_layer_for_marlin", "prepare",
+                  S.mxfp8_moe_cases, _prepare_mxfp8_moe, lambda case, want: _moe_layouts(case, want, mx=True)),
+    ]
+    return rows
+
+
+TRANSFORMS: list[Transform] = _rows()
+_BY_NAME = {t.name: t for t in TRANSFORMS}
+
+
+def by_name(name: str) -> Transform:
+    if name not in _BY_NAME:
+        raise ValueError(f"by_name: transform {name!r} is not one of {sorted(_BY_NAME)}")
+    return _BY_NAME[name]
+
+
+def rows(family: str | None = None, *, invertible: bool = False, op: str | None = None) -> list[Transform]:
+    """Registry rows filtered by family, by having an inverse, or by operation."""
+    return [t for t in TRANSFORMS if (family is None or t.family == family) and (not invertible or t.inverse)
+            and (op is None or t.op == op)]
