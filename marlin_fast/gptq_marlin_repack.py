@@ -38,6 +38,7 @@ __all__ = ["gptq_marlin_repack", "gptq_marlin_unrepack"]
 TILE_K = 16  # rows of one Marlin tile (the k extent of mma.m16n8k16)
 TILE_N = 64  # columns of one Marlin tile (4 warp blocks of 16)
 SUPPORTED_NUM_BITS = (4, 8)
+INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 WORD_BITS = 32
 NIBBLE_MASK = 0x0F
 
@@ -106,24 +107,29 @@ def _check_sizes(fn: str, size_k, size_n, num_bits) -> tuple[int, int, int]:
 
 
 def _check_perm(fn: str, perm, size_k: int, device: torch.device) -> torch.Tensor | None:
-    """None for no act-order (None or an empty tensor), else int64[K] on `device` with values in [0, K)."""
+    """None for no act-order (None or an empty tensor), else a permutation of [0, K) as int64 on `device`.
+
+    The kernel reads perm[k] for every k and checks neither length nor values (§2.3, §6.1 item 27); we do.
+    """
     if perm is None:
         return None
     check_tensor(fn, "perm", perm)
     if perm.numel() == 0:
         return None
     check_rank(fn, "perm", perm, 1)
-    check_dtype(fn, "perm", perm, (torch.int32, torch.int64))
-    if perm.numel() != size_k:  # the kernel reads perm[k] for every k (§2.3, not checked there)
-        raise ValueError(f"{fn}: perm must have length size_k={size_k} or be empty, got {perm.numel()}")
-    lo, hi = int(perm.min()), int(perm.max())
-    if lo < 0 or hi >= size_k:
-        raise ValueError(f"{fn}: perm values must lie in [0, size_k={size_k}), got min={lo}, max={hi}")
-    return perm.to(device=device, dtype=torch.int64)
+    if perm.dtype not in INTEGER_DTYPES:
+        raise TypeError(f"{fn}: perm must have an integer dtype, got {str(perm.dtype).removeprefix('torch.')}")
+    if perm.numel() != size_k:
+        raise ValueError(f"{fn}: perm must have length size_k={size_k}, got {perm.numel()}")
+    perm = perm.to(device=device, dtype=torch.int64)
+    if not torch.equal(torch.sort(perm).values, torch.arange(size_k, device=device)):
+        raise ValueError(f"{fn}: perm must be a permutation of [0, size_k={size_k}), got values in "
+                         f"[{int(perm.min())}, {int(perm.max())}] with {perm.unique().numel()} distinct")
+    return perm
 
 
 def gptq_marlin_repack(b_q_weight: torch.Tensor, perm, size_k: int, size_n: int, num_bits: int) -> torch.Tensor:
-    """int32[K/pf, N] GPTQ words -> int32[K/16, 16N/pf] Marlin words (spec §2.3); perm: None, empty or [K]."""
+    """int32[K/pf, N] GPTQ words -> int32[K/16, 16N/pf] Marlin words (§2.3); perm: None, empty or a permutation of [0, K)."""
     fn = "gptq_marlin_repack"
     size_k, size_n, num_bits = _check_sizes(fn, size_k, size_n, num_bits)
     check_dtype(fn, "b_q_weight", b_q_weight, (torch.int32,))

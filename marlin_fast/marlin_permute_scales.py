@@ -1,6 +1,7 @@
 """Permute [G, N] scales into the order the Marlin kernel reads them (spec §2.4).
 
-    s   : [G, N] any dtype (elements are only moved), N a multiple of the chunk length
+    s   : [G, N] any dtype (elements are only moved), N a multiple of the chunk length;
+          G == 1 for group_size -1, else G·group_size == size_k; group_size in {-1, 32, 64, 128}
     out : [G, N] contiguous; the row-major flattening is cut into chunks and each chunk is gathered:
       grouped (64-entry chunks), iff group_size != -1 and group_size < size_k:
           out[64a + p] = s[64a + p // 8 + 8·(p % 8)]
@@ -11,10 +12,10 @@ Why: grouped scales are applied to the B fragment before the MMA; lane t (c8 = t
 8 entries 8·c8.. = columns c8 + 8i. Single-permuted scales (and the bias, §2.5) are applied to the
 accumulator, where lane q owns columns (2q, 2q+1) of each n8 sub-tile.
 
-    >>> cols = torch.arange(64).view(1, 64)
+    >>> cols = torch.arange(64).repeat(2, 1)          # two groups of 128 along K = 256
     >>> marlin_permute_scales(cols, 256, 64, 128)[0, :10].tolist()
     [0, 8, 16, 24, 32, 40, 48, 56, 1, 9]
-    >>> marlin_permute_scales(cols, 256, 64, -1)[0, :10].tolist()
+    >>> marlin_permute_scales(cols[:1], 256, 64, -1)[0, :10].tolist()
     [0, 1, 8, 9, 16, 17, 24, 25, 2, 3]
 """
 
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import torch
 
-from .errors import check_group_size, check_multiple, check_positive, check_rank, check_shape
+from .errors import check_multiple, check_one_of, check_positive, check_rank, check_shape
 
 GROUPED_CHUNK = 64  # one 64-column warp tile: 8 lane groups (c8) x 8 scales each
 SINGLE_CHUNK = 32   # accumulator layout: 4 lanes x (4 pairs) of adjacent columns
+SUPPORTED_GROUP_SIZES = (-1, 32, 64, 128)  # vLLM's MARLIN_SUPPORTED_GROUP_SIZES (§2.13); -1 = channel-wise
 
 
 def grouped_scale_perm(device=None) -> torch.Tensor:
@@ -48,18 +50,29 @@ def inverse_perm(perm: torch.Tensor) -> torch.Tensor:
 def uses_grouped_scale_permutation(size_k: int, group_size: int) -> bool:
     """True iff the 64-entry (grouped) permutation applies: group_size != -1 and group_size < size_k."""
     fn = "uses_grouped_scale_permutation"
+    group_size = check_one_of(fn, "group_size", group_size, SUPPORTED_GROUP_SIZES)
     size_k = check_positive(fn, "size_k", size_k)
-    group_size = check_group_size(fn, "group_size", group_size)
     return group_size != -1 and group_size < size_k
 
 
 def _chunk_perm(fn: str, s, size_k, size_n, group_size) -> torch.Tensor:
-    """Validate and return the per-chunk gather for these sizes (on s.device)."""
+    """Validate and return the per-chunk gather for these sizes (on s.device).
+
+    The kernel infers grouped vs channel-wise from G = s.shape[0] while the permutation follows
+    group_size < size_k; they agree iff G·group_size == size_k (§2.4), so anything else is refused
+    (the wrong-size_k bug class of §6.1 item 7).
+    """
+    check_rank(fn, "s", s, 2)
+    group_size = check_one_of(fn, "group_size", group_size, SUPPORTED_GROUP_SIZES)
     size_k = check_positive(fn, "size_k", size_k)
     size_n = check_positive(fn, "size_n", size_n)
-    group_size = check_group_size(fn, "group_size", group_size)
-    check_rank(fn, "s", s, 2)
     check_shape(fn, "s", s, (s.shape[0], size_n), "[G, size_n]")
+    groups = s.shape[0]
+    if group_size == -1 and groups != 1:
+        raise ValueError(f"{fn}: group_size=-1 (channel-wise) needs s with 1 row, got shape {tuple(s.shape)}")
+    if group_size != -1 and groups * group_size != size_k:
+        raise ValueError(f"{fn}: s rows * group_size must equal size_k={size_k} (G*group_size == size_k), "
+                         f"got G={groups}, group_size={group_size}")
     grouped = group_size != -1 and group_size < size_k
     check_multiple(fn, "size_n", size_n, GROUPED_CHUNK if grouped else SINGLE_CHUNK)
     return grouped_scale_perm(s.device) if grouped else single_scale_perm(s.device)

@@ -88,6 +88,8 @@ def marlin_pad_scales(scales: torch.Tensor, size_n: int, size_k: int, padded_n: 
     groups = scales.shape[0]
     if scales.shape[1] != size_n:
         raise ValueError(f"{fn}: scales must have shape [G, size_n={size_n}], got {tuple(scales.shape)}")
+    if group_size > 0 and padded_k % group_size != 0:
+        raise ValueError(f"{fn}: padded_k={padded_k} must be a multiple of group_size={group_size}")
     pad_rows = padded_k // group_size - groups if group_size > 0 else 0
     if pad_rows < 0:
         raise ValueError(f"{fn}: scales has G={groups} rows, more than padded_k/group_size="
@@ -116,9 +118,15 @@ def marlin_unpad_output(output: torch.Tensor, size_n: int, padded_n: int) -> tor
 
 
 def marlin_repacked_nk(qweight: torch.Tensor, num_bits: int) -> tuple[int, int]:
-    """(N, K) a Marlin weight int32[K/16, 16N/pf] was repacked with: K = rows·16, N = cols·pf/16."""
+    """(N, K) a Marlin weight int32[..., K/16, 16N/pf] was repacked with: K = rows·16, N = cols·pf/16
+    (the last two dims, so a stacked MoE weight works too)."""
     fn = "marlin_repacked_nk"
-    check_rank(fn, "qweight", qweight, 2)
+    check_tensor(fn, "qweight", qweight)
     num_bits = check_one_of(fn, "num_bits", num_bits, (4, 8))
+    if qweight.dim() < 2:
+        raise ValueError(f"{fn}: qweight must be at least 2-D [K/16, 16N/pf], got shape {tuple(qweight.shape)}")
     pack = 32 // num_bits
-    return qweight.shape[1] * pack // TILE, qweight.shape[0] * TILE
+    rows, cols = qweight.shape[-2:]
+    if cols * pack % TILE != 0:
+        raise ValueError(f"{fn}: qweight columns={cols} times pack factor {pack} must be a multiple of {TILE}")
+    return cols * pack // TILE, rows * TILE

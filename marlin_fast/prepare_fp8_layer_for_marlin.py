@@ -6,8 +6,10 @@
 
 Steps: group_size = -1 or block_k; (padded_n, padded_k) = marlin_padded_nk; weight packed along K,
 made [K/4, N], zero-padded, repacked (num_bits 8); scales cast to orig_dtype, converted to [G, N],
-zero-padded, permuted (grouped iff group_size < padded_k), exponent bias fused (W8A8 is rejected, so
-the activations are always 16-bit here); bias zero-padded and single-permuted.
+zero-padded, permuted (grouped iff the padded grid has several groups), exponent bias fused (W8A8 is
+rejected, so the activations are always 16-bit here); bias cast to orig_dtype, zero-padded and
+single-permuted. Beyond vLLM, block_k != 128 with several groups along K is refused (no FP8 kernel,
+§4.2), and so is an input_dtype other than orig_dtype (§6.1 item 9).
 
     >>> w = torch.full((128, 64), 0x38, dtype=torch.uint8)           # [K, N], every weight 1.0
     >>> layer = prepare_fp8_layer_for_marlin(w, torch.tensor(0.5), orig_dtype="float16")
@@ -21,7 +23,7 @@ from typing import NamedTuple
 
 import torch
 
-from .errors import check_bool, check_multiple, check_rank, check_shape, check_tensor
+from .errors import check_bool, check_dtype, check_multiple, check_rank, check_shape
 from .formats import as_activation_dtype, as_torch_dtype, fp8_codes
 from .fp8_fused_exponent_bias_into_scales import fp8_fused_exponent_bias_into_scales
 from .gptq_marlin_repack import gptq_marlin_repack
@@ -32,6 +34,8 @@ from .padding import marlin_pad_dim, marlin_pad_qweight, marlin_pad_scales, marl
 from .scale_schemes import check_block_size, convert_fp8_scales
 
 FP8_NUM_BITS = 8
+FP8_KERNEL_GROUP_SIZE = 128  # the only grouped FP8 kernel (group_blocks = 8, §4.2)
+BIAS_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 class MarlinLayer(NamedTuple):
@@ -59,22 +63,43 @@ def fp8_weight_to_marlin(fn: str, weight: torch.Tensor, *, size_k_first: bool, p
     return gptq_marlin_repack(packed, None, padded_k, padded_n, FP8_NUM_BITS)
 
 
-def prepare_bias(fn: str, bias, size_n: int, padded_n: int) -> torch.Tensor | None:
-    """None, or bias [N] zero-padded to [padded_n] and single-permuted (§2.8 step 8)."""
+def prepare_bias(fn: str, bias, size_n: int, padded_n: int, dtype: torch.dtype) -> torch.Tensor | None:
+    """None, or bias [N] cast to the output dtype (the kernel adds it in dtype, §4.1), zero-padded to
+    [padded_n] and single-permuted (§2.8 step 8)."""
     if bias is None:
         return None
-    check_shape(fn, "bias", check_tensor(fn, "bias", bias), (size_n,), "[size_n]")
-    return marlin_permute_bias(marlin_pad_dim(bias, size_n, padded_n))
+    check_dtype(fn, "bias", bias, BIAS_DTYPES)
+    check_shape(fn, "bias", bias, (size_n,), "[size_n]")
+    return marlin_permute_bias(marlin_pad_dim(bias.to(dtype), size_n, padded_n))
 
 
-def check_not_w8a8(fn: str, input_dtype) -> None:
-    """input_dtype None or 16-bit; 8-bit activations (W8A8) are not supported by this path (§2.8)."""
+def check_input_dtype(fn: str, input_dtype, dtype: torch.dtype) -> None:
+    """None, or the activation dtype itself: 8-bit activations (W8A8) are not supported (§2.8), and a
+    16-bit dtype other than orig_dtype would meet scales fused for the wrong beta (2^112 off, §6.1 item 9)."""
     if input_dtype is None:
         return
     resolved = as_torch_dtype(input_dtype, fn, "input_dtype")
     if resolved.itemsize == 1:
-        raise TypeError(f"{fn}: input_dtype={resolved} must not be an 8-bit type (Marlin W8A8 is not supported)")
-    as_activation_dtype(resolved, fn, "input_dtype")
+        raise ValueError(f"{fn}: input_dtype={resolved} has itemsize 1 (W8A8); FP8 Marlin supports only "
+                         "16-bit activations (spec §2.8)")
+    if resolved != dtype:
+        raise ValueError(f"{fn}: input_dtype={resolved} must equal orig_dtype={dtype}: the fused exponent "
+                         "bias follows orig_dtype (spec §2.6, §6.1 item 9)")
+
+
+def check_fp8_kernel_group(fn: str, group_size: int, padded_k: int) -> None:
+    """FP8 kernels exist for one group along K (channel-wise) and for group 128 only (§4.2, §6.1 item 18)."""
+    groups = padded_k // group_size if group_size > 0 else 1
+    if groups > 1 and group_size != FP8_KERNEL_GROUP_SIZE:
+        raise ValueError(f"{fn}: block_k={group_size} gives {groups} scale groups along padded K={padded_k}; "
+                         f"FP8 Marlin kernels exist only for one group or group_size {FP8_KERNEL_GROUP_SIZE} "
+                         "(spec §4.2, §6.1 item 18)")
+
+
+def permutation_group(group_size: int, padded_k: int) -> int:
+    """group_size for marlin_permute_scales: -1 when the padded grid has a single group (the single
+    permutation and the kernel's channel-wise path either way, §2.4 edge)."""
+    return -1 if group_size <= 0 or padded_k // group_size <= 1 else group_size
 
 
 def prepare_fp8_layer_for_marlin(weight: torch.Tensor, weight_scale: torch.Tensor, *, orig_dtype,
@@ -83,20 +108,22 @@ def prepare_fp8_layer_for_marlin(weight: torch.Tensor, weight_scale: torch.Tenso
     """FP8 checkpoint tensors -> MarlinLayer (spec §2.8, steps 1-8)."""
     fn = "prepare_fp8_layer_for_marlin"
     dtype = as_activation_dtype(orig_dtype, fn, "orig_dtype")
-    check_not_w8a8(fn, input_dtype)
+    check_input_dtype(fn, input_dtype, dtype)
     check_bool(fn, "size_k_first", size_k_first)
-    check_rank(fn, "weight", weight, 2)
+    fp8_codes(check_rank(fn, "weight", weight, 2), fn, "weight")
     size_k, size_n = weight.shape if size_k_first else weight.shape[::-1]
     blocks = check_block_size(fn, weight_block_size)
     group_size = -1 if blocks is None else blocks[1]                                # step 1
     padded_n, padded_k = marlin_padded_nk(size_n, size_k, group_size)               # step 2
+    check_fp8_kernel_group(fn, group_size, padded_k)
     qweight = fp8_weight_to_marlin(fn, weight, size_k_first=size_k_first,          # step 3
                                    padded_n=padded_n, padded_k=padded_k)
     scales = convert_fp8_scales(weight_scale, size_n=size_n, size_k=size_k,       # step 4: [G, N]
                                 orig_dtype=dtype, weight_block_size=weight_block_size,
                                 logical_widths=logical_widths, size_k_first=size_k_first)
     scales = marlin_pad_scales(scales, size_n, size_k, padded_n, padded_k, group_size)  # step 5
-    scales = marlin_permute_scales(scales, padded_k, padded_n, group_size)              # step 6
-    scales = fp8_fused_exponent_bias_into_scales(scales)                                # step 7
-    return MarlinLayer(qweight, scales, prepare_bias(fn, bias, size_n, padded_n),      # step 8
+    scales = marlin_permute_scales(scales, padded_k, padded_n,                          # step 6
+                                   permutation_group(group_size, padded_k))
+    scales = fp8_fused_exponent_bias_into_scales(scales)  # step 7 (W8A8 was refused above)
+    return MarlinLayer(qweight, scales, prepare_bias(fn, bias, size_n, padded_n, dtype),  # step 8
                        size_k, size_n, padded_k, padded_n, group_size)

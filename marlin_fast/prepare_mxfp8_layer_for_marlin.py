@@ -2,7 +2,7 @@
 
     weight       e4m3fn[N, K] (always N-major)        -> qweight int32[padded_k/16, 4·padded_n]
     weight_scale e8m0 bytes [>= N, >= K/32] (sliced)   -> scales  float8_e8m0fnu[padded_k/32, padded_n]
-    bias [N] (optional)                                -> bias    [padded_n], zero-padded, single-permuted
+    bias [N] (optional)                                -> bias    bf16[padded_n], zero-padded, single-permuted
 
 Scales: bytes -> float in `intermediate_dtype` (vLLM: torch.get_default_dtype(); explicit here, so
 the fp16 hazard of §2.10 can be reproduced) -> transpose to [K/32, N] -> zero-pad -> grouped
@@ -30,6 +30,7 @@ from .prepare_fp8_layer_for_marlin import MarlinLayer, fp8_weight_to_marlin, pre
 from .scale_schemes import mxfp8_scales_to_float
 
 MX_BLOCK = 32  # OCP MX: one e8m0 scale per 32 consecutive k
+MXFP8_ACTIVATION_DTYPE = torch.bfloat16  # MXFP8 Marlin kernels exist for bf16 activations only (§4.2)
 
 
 def slice_mx_scales(fn: str, name: str, scale: torch.Tensor, rows: int, blocks: int) -> torch.Tensor:
@@ -55,5 +56,5 @@ def prepare_mxfp8_layer_for_marlin(weight: torch.Tensor, weight_scale: torch.Ten
     scales = marlin_pad_scales(scales, size_n, size_k, padded_n, padded_k, MX_BLOCK)  # [padded_k/32, padded_n]
     scales = marlin_permute_scales(scales, padded_k, padded_n, MX_BLOCK)
     scales = mxfp8_marlin_process_scales(scales)
-    return MarlinLayer(qweight, scales, prepare_bias(fn, bias, size_n, padded_n),
+    return MarlinLayer(qweight, scales, prepare_bias(fn, bias, size_n, padded_n, MXFP8_ACTIVATION_DTYPE),
                        size_k, size_n, padded_k, padded_n, MX_BLOCK)

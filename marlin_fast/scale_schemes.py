@@ -31,20 +31,28 @@ import math
 import torch
 
 from .errors import check_dtype, check_positive, check_rank, check_shape
-from .formats import FLOAT_DTYPES, as_activation_dtype, as_float_dtype, e8m0_codes
+from .formats import FLOAT_DTYPES, as_activation_dtype, as_float_dtype, e8m0_codes, e8m0_to_float
 
-SCALE_DTYPES = FLOAT_DTYPES + (torch.float64,)
+# float64 is refused: torch casts it to bf16 through float32 (a double rounding), which is not RT(s).
+SCALE_DTYPES = FLOAT_DTYPES
 
 
 def check_block_size(fn: str, weight_block_size) -> tuple[int, int] | None:
     """None or (block_n, block_k), both positive."""
     if weight_block_size is None:
         return None
-    if len(weight_block_size) != 2:
-        raise ValueError(f"{fn}: weight_block_size={list(weight_block_size)!r} must be [block_n, block_k]")
-    block_n = check_positive(fn, "weight_block_size[0]", weight_block_size[0])
-    block_k = check_positive(fn, "weight_block_size[1]", weight_block_size[1])
-    return block_n, block_k
+    if isinstance(weight_block_size, (str, bytes)) or not hasattr(weight_block_size, "__len__") \
+            or len(weight_block_size) != 2:
+        raise ValueError(f"{fn}: weight_block_size must be [block_n, block_k], got {weight_block_size!r}")
+    return check_positive(fn, "block_n", weight_block_size[0]), check_positive(fn, "block_k", weight_block_size[1])
+
+
+def _cast_scale(fn: str, scale, orig_dtype) -> torch.Tensor:
+    """The checkpoint scale rounded to orig_dtype, the first step of every scheme (§2.8 step 4, §6.1 item 10)."""
+    check_dtype(fn, "scale", scale, SCALE_DTYPES)
+    if scale.numel() == 0:
+        raise ValueError(f"{fn}: scale must not be empty, got shape {tuple(scale.shape)}")
+    return scale.to(as_activation_dtype(orig_dtype, fn, "orig_dtype"))
 
 
 def _expand_blocks(s: torch.Tensor, block_n: int, size_n: int) -> torch.Tensor:
@@ -56,11 +64,10 @@ def convert_fp8_scales(scale: torch.Tensor, *, size_n: int, size_k: int, orig_dt
                        logical_widths=None, size_k_first: bool = True) -> torch.Tensor:
     """Checkpoint FP8 scales -> [G, N] in orig_dtype (G = 1, or ceil(K/block_k) for block FP8)."""
     fn = "convert_fp8_scales"
-    check_dtype(fn, "scale", scale, SCALE_DTYPES)
     size_n = check_positive(fn, "size_n", size_n)
     size_k = check_positive(fn, "size_k", size_k)
+    s = _cast_scale(fn, scale, orig_dtype)  # rounds first (§2.8 step 4)
     blocks = check_block_size(fn, weight_block_size)
-    s = scale.to(as_activation_dtype(orig_dtype, fn, "orig_dtype"))  # rounds first (§2.8 step 4)
     if blocks is not None:
         block_n, block_k = blocks
         check_rank(fn, "scale", s, 2)
@@ -93,12 +100,11 @@ def convert_fp8_moe_scales(scale: torch.Tensor, *, num_experts: int, size_n: int
                            weight_block_size=None) -> torch.Tensor:
     """Checkpoint MoE FP8 scales -> [E, G, size_n] in orig_dtype."""
     fn = "convert_fp8_moe_scales"
-    check_dtype(fn, "scale", scale, SCALE_DTYPES)
     experts = check_positive(fn, "num_experts", num_experts)
     size_n = check_positive(fn, "size_n", size_n)
     size_k = check_positive(fn, "size_k", size_k)
+    s = _cast_scale(fn, scale, orig_dtype)
     blocks = check_block_size(fn, weight_block_size)
-    s = scale.to(as_activation_dtype(orig_dtype, fn, "orig_dtype"))
     if blocks is not None:
         block_n, block_k = blocks
         grid = (experts, math.ceil(size_n / block_n), math.ceil(size_k / block_k))
@@ -132,4 +138,4 @@ def mxfp8_scales_to_float(scale_u8: torch.Tensor, *, intermediate_dtype) -> torc
     """
     fn = "mxfp8_scales_to_float"
     dtype = as_float_dtype(intermediate_dtype, fn, "intermediate_dtype")
-    return e8m0_codes(scale_u8, fn, "scale_u8").view(torch.float8_e8m0fnu).to(dtype)
+    return e8m0_to_float(e8m0_codes(scale_u8, fn, "scale_u8"), dtype)

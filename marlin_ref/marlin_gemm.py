@@ -276,7 +276,8 @@ def marlin_gemm_error_bound(a, w_eff, dtype, bias=None, *, channel_scales=None) 
         ref = ieee_matmul(x, w)
         floor_units = np.ones(w.shape[1])
         if channel_scales is not None:
-            f = np.abs(np.asarray(channel_scales, dtype=np.float64).reshape(-1)) * 2.0 ** exponent_bias_of(dtype)
+            s_n = np.asarray(channel_scales, dtype=np.float64).reshape(-1)                # [N]
+            f = np.abs(s_n) * 2.0 ** exponent_bias_of(dtype)                           # |F_n|
             floor_units = np.maximum(1.0, f)
         err = gamma * ieee_matmul(np.abs(x), np.abs(w)) + size_k * FP32_SUBNORMAL_GRID * floor_units
         h1 = 0.5 * dtype_ulp(np.abs(ref) + err, dtype)

@@ -1,4 +1,4 @@
-"""Dense FP8 (W8A16) layer -> the tensors Marlin consumes, as vLLM's newest prep does (spec §2.8, with §2.11 padding).
+"""Dense FP8 (W8A16) layer -> the tensors Marlin consumes, as vLLM's newest prep does (spec §2.8, §2.11).
 
 Layout card
 -----------

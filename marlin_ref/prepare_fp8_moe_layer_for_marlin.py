@@ -85,7 +85,8 @@ def pad_shards(x: np.ndarray, shards: int, n: int, padded_n: int, axis: int) -> 
     split = x.reshape(x.shape[:-1] + (shards, n))                      # [..., shards, n]
     out = np.zeros(split.shape[:-1] + (padded_n,), dtype=x.dtype)      # [..., shards, pn]
     out[..., :n] = split
-    return np.moveaxis(out.reshape(x.shape[:-1] + (shards * padded_n,)), -1, axis)
+    out = out.reshape(x.shape[:-1] + (shards * padded_n,))              # [..., shards·pn]
+    return np.moveaxis(out, -1, axis)
 
 
 def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype, weight_block_size=None,

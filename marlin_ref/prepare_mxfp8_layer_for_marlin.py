@@ -47,7 +47,7 @@ def check_mx_size_k(fn: str, name: str, size_k: int) -> None:
 
 def mx_scales_to_marlin(scale_nk: np.ndarray, size_k: int, padded_n: int, padded_k: int,
                         intermediate_dtype) -> np.ndarray:
-    """uint8 [N', K'/32] (N' <= padded_n, zero-padded bytes allowed) -> e8m0 [padded_k/32, padded_n] (§2.10 step 2)."""
+    """uint8 [N', K/32] (N' <= padded_n) -> e8m0 [padded_k/32, padded_n] (§2.10 step 2)."""
     size_n = scale_nk.shape[0]
     s = mxfp8_scales_to_float(scale_nk, intermediate_dtype=intermediate_dtype).T      # [K/32, N]
     s = marlin_pad_scales(s, size_n, size_k, padded_n, padded_k, MX_BLOCK)            # [pk/32, pn]

@@ -8,7 +8,7 @@ Layout card
     equal shards      numel > 1, numel != N, N % numel == 0        G = 1, s_i repeated N/numel times
     channel-wise      numel == N                                   G = 1, [1, N]
     block-wise        [block_n, block_k] given; 2-D scale          G = ⌈K/bk⌉:
-                      [⌈K/bk⌉, ⌈N/bn⌉] (size_k_first) or its transpose [⌈N/bn⌉, ⌈K/bk⌉] (not size_k_first);
+                      [⌈K/bk⌉, ⌈N/bn⌉] (size_k_first), else its transpose [⌈N/bn⌉, ⌈K/bk⌉];
                       grid[g, n] = scale_kn[g, ⌊n / block_n⌋]       (repeat bn along N, keep the first N)
 
     The non-block schemes are tried in exactly that order (tensor-wise first, then logical_widths, then

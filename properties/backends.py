@@ -309,6 +309,7 @@ def _torch_cuda_backend() -> Backend:
 _FACTORIES: dict[str, Callable[[], Backend]] = {}
 _SCHEMES: dict[str, Callable[[str], Backend]] = {}
 _CACHE: dict[str, Backend] = {}
+_LAZY_SCHEMES = {"mutant": "properties.mutants"}   # schemes whose module registers them on import
 
 
 def register_backend(name: str, factory: Callable[[], Backend]) -> None:
@@ -371,7 +372,9 @@ def get_backend(name: str | None = None) -> Backend:
         scheme, _, rest = name.partition(":")
         if name in _FACTORIES:
             backend = _FACTORIES[name]()
-        elif scheme in _SCHEMES:
+        elif scheme in _SCHEMES or scheme in _LAZY_SCHEMES:
+            if scheme not in _SCHEMES:
+                importlib.import_module(_LAZY_SCHEMES[scheme])  # registers the scheme on import
             backend = _SCHEMES[scheme](rest)
         else:
             backend = _resolve_path(name)

@@ -47,12 +47,19 @@ def run_op(backend: Backend, op: str, kwargs: dict):
     return out
 
 
+# The one relaxation of bit-exactness: operations that *decode* e8m0 code 255 into a float may pick any
+# NaN (torch 2.13 gives 0x7F800001 in float32, ml_dtypes 0x7FC00000). A NaN must still meet a NaN, and
+# the pipelines re-encode every NaN to code 255, so no layout or prepared tensor is affected (§1, §2.7).
+NAN_PAYLOAD_FREE = frozenset({"mxfp8_scales_to_float", "mxfp8_marlin_unprocess_scales"})
+
+
 def _compare(got, want, *, where: str, row: Transform, case: dict) -> None:
     __tracebackhide__ = True
     if hasattr(want, "_fields"):
         assert_fields_bit_exact(got, want, where=where, layouts=row.layout(case, want))
     else:
-        assert_bit_exact(got, want, where=where, layout=row.layout(case, want))
+        assert_bit_exact(got, want, where=where, layout=row.layout(case, want),
+                         nan_payloads=row.op not in NAN_PAYLOAD_FREE)
 
 
 # --- the laws -----------------------------------------------------------------------------------
@@ -199,11 +206,11 @@ def moe_equals_per_expert(backend: Backend, row: Transform, case: dict) -> None:
         for w in ("w13", "w2"):
             if mx:
                 dense = run_op(backend, "prepare_mxfp8_layer_for_marlin", {
-                    "weight": kwargs[w][e], "weight_scale": kwargs[f"{w}_scale"][e],
+                    "weight": kwargs[w][e], "weight_scale": np.asarray(kwargs[f"{w}_scale"][e]),
                     "intermediate_dtype": kwargs["intermediate_dtype"]})
             else:
                 dense = run_op(backend, "prepare_fp8_layer_for_marlin", {
-                    "weight": kwargs[w][e], "weight_scale": kwargs[f"{w}_scale"][e], "size_k_first": False,
+                    "weight": kwargs[w][e], "weight_scale": np.asarray(kwargs[f"{w}_scale"][e]), "size_k_first": False,
                     "orig_dtype": kwargs["orig_dtype"], "weight_block_size": kwargs["weight_block_size"],
                     "bias": None if kwargs[f"{w}_bias"] is None else kwargs[f"{w}_bias"][e]})
             layouts = row.layout(case, moe)

@@ -22,6 +22,8 @@ Selecting one on the command line (the default base is the `torch` backend):
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
@@ -30,7 +32,7 @@ import numpy as np
 from marlin_ref.formats import BF16, exponent_bias_of, round_to_dtype
 from marlin_ref.layout import TILE_N
 from properties import mutations as mu
-from properties.backends import Backend, get_backend, register_scheme
+from properties.backends import OPERATIONS, Backend, get_backend, register_scheme
 
 DEFAULT_BASE = "torch"
 SCHEME = "mutant"
@@ -49,7 +51,7 @@ class Mutant:
     reference: str                     # the real bug (issue/PR) or the natural mistake it imitates
     operations: tuple[str, ...]        # contract operations it replaces
     build: Callable[[Backend], dict]   # correct backend -> {operation: replacement}
-    minimal: dict | None = None        # the smallest case fields that show it (checked by the kill matrix)
+    minimal: dict | None = None        # {op: case fields}: the smallest case that shows it, per operation
 
     def backend(self, base: Backend | str | None = None) -> Backend:
         base = get_backend(base or DEFAULT_BASE) if not isinstance(base, Backend) else base
@@ -71,7 +73,24 @@ def _mutant(name, summary, spec, reference, operations, minimal=None):
     return register_build
 
 
-# --- wrapping helpers: each calls the correct op lazily (a missing op stays "not provided") --------
+# --- wrapping helpers ------------------------------------------------------------------------------
+# Replacements see the call's arguments as one dict named as in the contract (design.md), bound with
+# the oracle's signature, and call the correct op lazily: a missing op stays "not provided".
+
+@functools.lru_cache(maxsize=None)
+def _signature(op: str) -> inspect.Signature:
+    return inspect.signature(getattr(importlib.import_module(f"marlin_ref.{OPERATIONS[op]}"), op))
+
+
+def _bind(op: str, a: tuple, kw: dict) -> dict | None:
+    """{parameter: value} with defaults applied, or None when the call does not fit the contract."""
+    try:
+        bound = _signature(op).bind(*a, **kw)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
 
 def _named(op: str, fn):
     fn.__name__ = fn.__qualname__ = op
@@ -79,21 +98,24 @@ def _named(op: str, fn):
 
 
 def _after(base: Backend, op: str, fix):
-    """op's result passed through fix(result, *args, **kwargs)."""
-    return _named(op, lambda *a, **kw: fix(base.op(op)(*a, **kw), *a, **kw))
+    """op's result passed through fix(result, args)."""
+    def call(*a, **kw):
+        out = base.op(op)(*a, **kw)
+        return fix(out, _bind(op, a, kw))
+    return _named(op, call)
 
 
 def _before(base: Backend, op: str, change):
-    """op called with change(*args, **kwargs) -> (args, kwargs)."""
+    """op called with change(args) instead of args (a call that does not bind goes through as is)."""
     def call(*a, **kw):
-        a, kw = change(*a, **kw)
-        return base.op(op)(*a, **kw)
+        args = _bind(op, a, kw)
+        return base.op(op)(*a, **kw) if args is None else base.op(op)(**change(args))
     return _named(op, call)
 
 
 def _layers(base: Backend, ops, fix) -> dict:
     """{op: layer-rewriting wrapper} for prepare ops; fix(layer, op) -> layer."""
-    return {op: _after(base, op, functools.partial(lambda op, layer, *a, **kw: fix(layer, op), op)) for op in ops}
+    return {op: _after(base, op, functools.partial(lambda op, layer, args: fix(layer, op), op)) for op in ops}
 
 
 def _qweights(layer, fix):
@@ -135,13 +157,15 @@ def _marlin_ok(m, size_k, size_n, num_bits) -> bool:
 
 def _layout_bug(base: Backend, bug: str, bits=(4, 8), prepares=DENSE + MOE) -> dict:
     """Repack writes (and unrepack reads) with the buggy table; the prepare ops' weights likewise."""
-    def repack(words, b_q_weight, perm, size_k, size_n, num_bits):
-        return mu.rewrite_weight(words, lambda w: w, num_bits, bug) if num_bits in bits else words
+    def repack(words, args):
+        nb = args["num_bits"]
+        return mu.rewrite_weight(words, lambda w: w, nb, bug) if nb in bits else words
 
-    def unrepack_input(m, size_k, size_n, num_bits):
-        if num_bits in bits and _marlin_ok(m, size_k, size_n, num_bits):
-            m = mu.encode(mu.decode(m, num_bits, bug), num_bits)
-        return (m, size_k, size_n, num_bits), {}
+    def unrepack_input(args):
+        m, nb = args["marlin_q_weight"], args["num_bits"]
+        if nb in bits and _marlin_ok(m, args["size_k"], args["size_n"], nb):
+            m = mu.encode(mu.decode(m, nb, bug), nb)
+        return {**args, "marlin_q_weight": m}
 
     ops = {"gptq_marlin_repack": _after(base, "gptq_marlin_repack", repack),
            "gptq_marlin_unrepack": _before(base, "gptq_marlin_unrepack", unrepack_input)}
@@ -155,60 +179,68 @@ def _layout_bug(base: Backend, bug: str, bits=(4, 8), prepares=DENSE + MOE) -> d
 
 REPACK_OPS = ("gptq_marlin_repack", "gptq_marlin_unrepack")
 
+
+def _smallest(size_k: int, size_n: int, prepare_kn: tuple = (128, 64)) -> dict:
+    """The shrunk case a tile-level bug must reach: (size_k, size_n) for the repack and unrepack rows,
+    and the smallest prepare shape (K=128, N=64 unless given) for the dense pipeline it also breaks."""
+    tile = {"size_k": size_k, "size_n": size_n}
+    return {"gptq_marlin_repack": tile, "gptq_marlin_unrepack": tile,
+            "prepare_fp8_layer_for_marlin": {"size_k": prepare_kn[0], "size_n": prepare_kn[1]}}
+
 _mutant("interleave8_identity", "8-bit bytes in natural order [0,1,2,3] instead of [0,2,1,3]",
         "§2.3.2, §6.1 item 1", "natural mistake; is_a_8bit's [0,1,2,3] order used for W8A16 (§2.3.1, §6.1 item 26)",
-        REPACK_OPS + DENSE + MOE, {"size_k": 16, "size_n": 64})(
+        REPACK_OPS + DENSE + MOE, _smallest(16, 64))(
     lambda base: _layout_bug(base, "interleave", bits=(8,)))
 _mutant("interleave4_as_8bit", "4-bit nibbles interleaved with the 8-bit [0,2,1,3] per quadruple",
         "§2.3.2, §6.1 item 1", "natural mistake: the two interleaves swapped (§6.1 item 1)",
-        REPACK_OPS, {"size_k": 16, "size_n": 64, "num_bits": 4})(
+        REPACK_OPS, _smallest(16, 64))(
     lambda base: _layout_bug(base, "interleave", bits=(4,), prepares=()))
 _mutant("word_index_warp_major", "word index 64j + 2t + h (warp-major) instead of 8t + 2j + h",
         "§2.3.1, §6.1 item 2", "natural mistake named in §6.1 item 2",
-        REPACK_OPS + DENSE + MOE, {"size_k": 16, "size_n": 64})(
+        REPACK_OPS + DENSE + MOE, _smallest(16, 64))(
     lambda base: _layout_bug(base, "word_index"))
 _mutant("row_set_consecutive", "lane q holds rows 4q..4q+3 instead of (2q, 2q+1, 2q+8, 2q+9)",
         "§2.3.2, §6.1 item 3", "natural mistake: the m16n8k16 B-fragment rows misread",
-        REPACK_OPS + DENSE + MOE, {"size_k": 16, "size_n": 64})(
+        REPACK_OPS + DENSE + MOE, _smallest(16, 64))(
     lambda base: _layout_bug(base, "row_set"))
 _mutant("tile_order_n_reversed", "the 16x64 tiles of a row stored in decreasing n",
         "§2.3.1, §6.1 item 4", "natural mistake in the tile walk",
-        REPACK_OPS + DENSE + MOE, {"size_k": 16, "size_n": 128})(
+        REPACK_OPS + DENSE + MOE, _smallest(16, 128, (128, 128)))(
     lambda base: _layout_bug(base, "tile_n_reversed"))
 _mutant("tile_order_k_major", "tiles stored k-major (nt*(K/16) + kt) instead of one row per k slab",
         "§2.3.1, §6.1 item 4", "natural mistake in the tile walk",
-        REPACK_OPS + DENSE + MOE, {"size_k": 32, "size_n": 128})(
+        REPACK_OPS + DENSE + MOE, _smallest(32, 128, (256, 128)))(
     lambda base: _layout_bug(base, "tile_k_major"))
 
 
 @_mutant("act_order_perm_ignored", "gptq_marlin_repack ignores a non-empty perm (act-order)",
          "§2.3.1 'With perm', §6.1 item 27", "act-order support being removed (vLLM RFC #48148)",
-         ("gptq_marlin_repack",), {"size_k": 16, "size_n": 64})
+         ("gptq_marlin_repack",), {"gptq_marlin_repack": {"size_k": 16, "size_n": 64}})
 def _act_order(base):
-    return {"gptq_marlin_repack": _before(
-        base, "gptq_marlin_repack", lambda b, perm, k, n, bits: ((b, None, k, n, bits), {}))}
+    return {"gptq_marlin_repack": _before(base, "gptq_marlin_repack", lambda args: {**args, "perm": None})}
 
 
 # --- pack_fp8_to_int32 and orientation (§2.2, §6.1 items 5-6) -------------------------------------
 
 @_mutant("pack_nk_transposed", "pack_fp8_to_int32(size_k_first=False) returns [K/4, N] instead of [N, K/4]",
          "§2.2, §6.1 item 5", "the asymmetry every caller must undo with .T (§2.2)",
-         ("pack_fp8_to_int32", "unpack_fp8_from_int32"), {"size_k_first": False})
+         ("pack_fp8_to_int32", "unpack_fp8_from_int32"), {"pack_fp8_to_int32": {"size_k_first": False}})
 def _pack_transposed(base):
-    def pack(out, fp8, size_k_first=True):
-        return np.ascontiguousarray(out.T) if size_k_first is False and out.ndim == 2 else out
+    def pack(out, args):
+        return np.ascontiguousarray(out.T) if args["size_k_first"] is False and out.ndim == 2 else out
 
-    def unpack_input(packed, size_k_first=True):
-        if size_k_first is False and isinstance(packed, np.ndarray) and packed.ndim == 2:
+    def unpack_input(args):
+        packed = args["packed"]
+        if args["size_k_first"] is False and isinstance(packed, np.ndarray) and packed.ndim == 2:
             packed = np.ascontiguousarray(packed.T)
-        return (packed, size_k_first), {}
+        return {**args, "packed": packed}
     return {"pack_fp8_to_int32": _after(base, "pack_fp8_to_int32", pack),
             "unpack_fp8_from_int32": _before(base, "unpack_fp8_from_int32", unpack_input)}
 
 
 @_mutant("pack_big_endian", "pack_fp8_to_int32 puts k = 4r + 3 - j in byte j (big endian)",
          "§2.2, §6.1 item 5", "natural mistake (byte order of the int32 view)",
-         ("pack_fp8_to_int32", "unpack_fp8_from_int32") + DENSE + MOE, {"size_k": 4})
+         ("pack_fp8_to_int32", "unpack_fp8_from_int32") + DENSE + MOE, {"pack_fp8_to_int32": {"size_k": 4}})
 def _big_endian(base):
     def swap(a):
         return a.byteswap() if isinstance(a, np.ndarray) and a.dtype == np.int32 else a
@@ -216,22 +248,24 @@ def _big_endian(base):
     def reverse_k4(w):   # logical [..., K, N]: rows reversed inside every group of 4
         k = np.arange(w.shape[-2])
         return w[..., 4 * (k // 4) + 3 - k % 4, :]
-    return {"pack_fp8_to_int32": _after(base, "pack_fp8_to_int32", lambda out, *a, **kw: swap(out)),
+    return {"pack_fp8_to_int32": _after(base, "pack_fp8_to_int32", lambda out, args: swap(out)),
             "unpack_fp8_from_int32": _before(base, "unpack_fp8_from_int32",
-                                             lambda p, *a, **kw: ((swap(p), *a), kw)),
+                                             lambda args: {**args, "packed": swap(args["packed"])}),
             **_layers(base, DENSE + MOE, lambda layer, op: _qweights(
                 layer, lambda w: mu.rewrite_weight(w, reverse_k4)))}
 
 
 @_mutant("square_weight_untransposed", "an [N, K] weight with N == K is taken as [K, N] (shape heuristic)",
          "§2.8 step 3, §6.1 item 6", "vLLM issue #44110 (heuristic from PR #38092; fixed by PR #44735)",
-         ("prepare_fp8_layer_for_marlin",), {"size_k": 128, "size_n": 128, "size_k_first": False})
+         ("prepare_fp8_layer_for_marlin",),
+         {"prepare_fp8_layer_for_marlin": {"size_k": 128, "size_n": 128}})
 def _square(base):
-    def change(weight, weight_scale, **kw):
-        if not kw.get("size_k_first", True) and weight.ndim == 2 and weight.shape[0] == weight.shape[1]:
+    def change(args):
+        weight = args["weight"]
+        if args["size_k_first"] is False and np.ndim(weight) == 2 and weight.shape[0] == weight.shape[1]:
             # read as [K, N]: the same as handing the correct op the transposed array
-            weight = np.ascontiguousarray(weight.T)
-        return (weight, weight_scale), kw
+            return {**args, "weight": np.ascontiguousarray(weight.T)}
+        return args
     return {"prepare_fp8_layer_for_marlin": _before(base, "prepare_fp8_layer_for_marlin", change)}
 
 
@@ -242,24 +276,25 @@ SCALE_OPS = ("marlin_permute_scales", "marlin_unpermute_scales")
 
 def _repermute(base: Backend, wrong_grouped, prepares) -> dict:
     """Permute with the order wrong_grouped(size_k, size_n, group_size) picks instead of §2.4's."""
-    def permute(s, size_k, size_n, group_size):
-        out = base.marlin_permute_scales(s, size_k, size_n, group_size)   # validates, correct order
-        logical = mu.unpermute_chunks(out, mu.scale_order(mu.is_grouped(size_k, group_size)))
-        return mu.permute_chunks(logical, mu.scale_order(wrong_grouped(size_k, size_n, group_size)))
+    def permute(out, args):    # out: the correct result (so the input was valid)
+        k, n, g = args["size_k"], args["size_n"], args["group_size"]
+        logical = mu.unpermute_chunks(out, mu.scale_order(mu.is_grouped(k, g)))
+        return mu.permute_chunks(logical, mu.scale_order(wrong_grouped(k, n, g)))
 
-    def unpermute(s, size_k, size_n, group_size):
-        base.marlin_unpermute_scales(s, size_k, size_n, group_size)       # validates
-        return mu.unpermute_chunks(s, mu.scale_order(wrong_grouped(size_k, size_n, group_size)))
+    def unpermute(out, args):
+        k, n, g = args["size_k"], args["size_n"], args["group_size"]
+        return mu.unpermute_chunks(args["s"], mu.scale_order(wrong_grouped(k, n, g)))
 
     def fix(s, size_k, group_size, mx):
         return mu.to_kernel(mu.to_logical(s, size_k, group_size, mx), wrong_grouped(size_k, s.shape[-1], group_size), mx)
-    return {"marlin_permute_scales": _named("marlin_permute_scales", permute),
-            "marlin_unpermute_scales": _named("marlin_unpermute_scales", unpermute), **_scales(base, prepares, fix)}
+    return {"marlin_permute_scales": _after(base, "marlin_permute_scales", permute),
+            "marlin_unpermute_scales": _after(base, "marlin_unpermute_scales", unpermute),
+            **_scales(base, prepares, fix)}
 
 
 _mutant("scale_perm_swapped", "grouped and single scale permutations swapped",
         "§2.4, §6.1 item 7", "natural mistake: get_scale_perms' two tables confused",
-        SCALE_OPS + DENSE + MOE, {"group_size": -1, "size_n": 64})(
+        SCALE_OPS + DENSE + MOE, {"marlin_permute_scales": {"group_size": -1, "size_n": 64}})(
     lambda base: _repermute(base, lambda k, n, g: not mu.is_grouped(k, g), DENSE + MOE))
 _mutant("scale_selection_uses_size_n", "grouped iff group_size < size_n (instead of size_k)",
         "§2.4, §6.1 item 7", "vLLM PR #50196 (wrong size_k passed to marlin_moe_permute_scales)",
@@ -267,26 +302,17 @@ _mutant("scale_selection_uses_size_n", "grouped iff group_size < size_n (instead
     lambda base: _repermute(base, lambda k, n, g: mu.is_grouped(n, g), FP8))
 
 
-@_mutant("moe_w13_scales_size_k_intermediate", "MoE w13 scales permuted with size_k = intermediate size, not hidden",
-         "§2.9 step 5, §6.1 item 7", "vLLM PR #50196 (W13 size_k under TP)", ("prepare_fp8_moe_layer_for_marlin",))
-def _moe_w13_size_k(base):
-    def fix(layer, op):
-        k, pn, g = layer.hidden_size, layer.padded_intermediate, layer.group_size
-        logical = mu.to_logical(layer.w13_scales, k, g)
-        return layer._replace(w13_scales=mu.to_kernel(logical, mu.is_grouped(pn, g)))
-    return _layers(base, ("prepare_fp8_moe_layer_for_marlin",), fix)
-
-
 @_mutant("mx_reorder_missing", "mxfp8_marlin_process_scales skips the [0,2,1,3] reorder",
          "§2.7, §6.1 item 8", "natural mistake (the reorder looks like a no-op on uniform scales)",
          ("mxfp8_marlin_process_scales", "mxfp8_marlin_unprocess_scales") + MX)
 def _mx_missing(base):
-    def unprocess_input(e8m0, *a, **kw):
+    def unprocess_input(args):
+        e8m0 = args["e8m0"]
         if isinstance(e8m0, np.ndarray) and e8m0.ndim == 2 and e8m0.size % 4 == 0:
             e8m0 = mu.swap_quads(e8m0)
-        return (e8m0, *a), kw
+        return {**args, "e8m0": e8m0}
     return {"mxfp8_marlin_process_scales": _after(base, "mxfp8_marlin_process_scales",
-                                                  lambda out, *a, **kw: mu.swap_quads(out)),
+                                                  lambda out, args: mu.swap_quads(out)),
             "mxfp8_marlin_unprocess_scales": _before(base, "mxfp8_marlin_unprocess_scales", unprocess_input),
             **_scales(base, MX, lambda s, k, g, mx: mu.swap_quads(s))}
 
@@ -323,15 +349,15 @@ _mutant("exponent_bias_doubled", "the dense FP8 prep fuses the exponent bias twi
 @_mutant("exponent_bias_beta8_for_bf16", "β = 8 (the fp16 value) used for bf16 scales instead of 120",
          "§2.6, §6.1 item 9", "§6.1 item 9 (a 2^112 error); cf. vLLM issue #34694 (missing bf16 re-bias)",
          ("fp8_fused_exponent_bias_into_scales", "fp8_unfuse_exponent_bias_from_scales") + FP8,
-         {"orig_dtype": "bfloat16"})
+         {"prepare_fp8_layer_for_marlin": {"orig_dtype": "bfloat16"}})
 def _beta8(base):
     fp16_beta = 8
 
-    def fuse(out, s, *a, **kw):
-        return _times_power_of_two(s, fp16_beta) if s.dtype == BF16 else out
+    def fuse(out, args):
+        return _times_power_of_two(args["s"], fp16_beta) if out.dtype == BF16 else out
 
-    def unfuse(out, s, *a, **kw):
-        return _times_power_of_two(s, -fp16_beta) if s.dtype == BF16 else out
+    def unfuse(out, args):
+        return _times_power_of_two(args["s"], -fp16_beta) if out.dtype == BF16 else out
 
     def fix(s, k, g, mx):
         return _times_power_of_two(_unbias(s), fp16_beta) if s.dtype == BF16 else s
@@ -358,16 +384,16 @@ _mutant("exponent_bias_on_mx", "the exponent bias (×2^120) also fused into MXFP
 def _block_rewrite(base: Backend, regrid) -> dict:
     """Block scales rebuilt by regrid(per_block [..., G, ⌈N/bn⌉], block_n, block_k, size_n) from the
     correct grid, in convert_fp8_scales, convert_fp8_moe_scales and the dense prep."""
-    def convert(out, scale, *, size_n, weight_block_size=None, **kw):
-        if weight_block_size is None:
+    def convert(out, args):
+        if args["weight_block_size"] is None:
             return out
-        bn, bk = weight_block_size
-        return regrid(out[..., ::bn], bn, bk, size_n)
+        bn, bk = args["weight_block_size"]
+        return regrid(out[..., ::bn], bn, bk, args["size_n"])
 
-    def prep(layer, weight, weight_scale, *, weight_block_size=None, **kw):
-        if weight_block_size is None:
+    def prep(layer, args):
+        if args["weight_block_size"] is None:
             return layer
-        bn, bk = weight_block_size
+        bn, bk = args["weight_block_size"]
         logical = mu.to_logical(layer.scales, layer.padded_k, layer.group_size)         # [G', pn]
         grid = regrid(logical[..., :layer.size_n:bn], bn, bk, layer.size_n)
         if grid.shape[-1] > layer.padded_n:   # where vLLM's zero-pad of the scale grid would fail
@@ -384,49 +410,49 @@ def _block_rewrite(base: Backend, regrid) -> dict:
 BLOCK_OPS = ("convert_fp8_scales", "convert_fp8_moe_scales", "prepare_fp8_layer_for_marlin")
 _mutant("block_scales_repeat_block_k", "block scales repeated block_k (not block_n) times along N",
         "§2.8 step 4, §6.1 item 11", "natural mistake (repeat_interleave with the wrong block dim)",
-        BLOCK_OPS, {"scheme": "block"})(
+        BLOCK_OPS)(
     lambda base: _block_rewrite(base, lambda cols, bn, bk, n: np.repeat(cols, bk, axis=-1)[..., :n]))
 _mutant("block_scales_not_truncated", "block scales repeated block_n times but not cut to N (ragged N)",
         "§2.8 step 4, §6.1 item 11", "§6.1 item 11 (repeat_interleave(bn) then truncate)",
-        BLOCK_OPS, {"scheme": "block", "size_k": 128, "size_n": 64})(
+        BLOCK_OPS,
+        {"convert_fp8_scales": {"scheme": "block", "size_k": 128, "size_n": 64}})(
     lambda base: _block_rewrite(base, lambda cols, bn, bk, n: np.repeat(cols, bn, axis=-1)))
 
 
 @_mutant("block_scales_transposed_k_first", "block scales transposed when size_k_first is True (not when False)",
          "§2.8 step 4, §6.1 item 11", "§6.1 item 11 ('transposes only when size_k_first is False')",
-         ("convert_fp8_scales", "prepare_fp8_layer_for_marlin"), {"scheme": "block"})
+         ("convert_fp8_scales", "prepare_fp8_layer_for_marlin"))
 def _block_transposed(base):
-    def flip(scale, kw):   # the inverted condition == handing the correct op the transpose
-        if kw.get("weight_block_size") is not None and np.ndim(scale) == 2:
-            scale = np.ascontiguousarray(np.asarray(scale).T)
-        return scale
-    return {"convert_fp8_scales": _before(base, "convert_fp8_scales",
-                                          lambda scale, **kw: ((flip(scale, kw),), kw)),
-            "prepare_fp8_layer_for_marlin": _before(base, "prepare_fp8_layer_for_marlin",
-                                                    lambda w, scale, **kw: ((w, flip(scale, kw)), kw))}
+    def flip(key):   # the inverted condition == handing the correct op the transpose
+        def change(args):
+            if args["weight_block_size"] is None or np.ndim(args[key]) != 2:
+                return args
+            return {**args, key: np.ascontiguousarray(np.asarray(args[key]).T)}
+        return change
+    return {"convert_fp8_scales": _before(base, "convert_fp8_scales", flip("scale")),
+            "prepare_fp8_layer_for_marlin": _before(base, "prepare_fp8_layer_for_marlin", flip("weight_scale"))}
 
 
 @_mutant("per_shard_equal_widths", "per-shard scales spread as equal shards, logical_widths ignored",
          "§2.8 step 4, §6.1 item 12", "§6.1 item 12 (fused QKV with unequal widths)",
-         ("convert_fp8_scales", "prepare_fp8_layer_for_marlin"), {"scheme": "shard_widths"})
+         ("convert_fp8_scales", "prepare_fp8_layer_for_marlin"))
 def _equal_widths(base):
-    def drop(*a, **kw):
-        return a, {**kw, "logical_widths": None}
+    def drop(args):
+        return {**args, "logical_widths": None}
     return {op: _before(base, op, drop) for op in ("convert_fp8_scales", "prepare_fp8_layer_for_marlin")}
 
 
 @_mutant("scales_kept_fp32", "checkpoint scales not cast to orig_dtype (fp32 values kept)",
          "§2.8 step 4, §6.1 items 9-10", "§6.1 item 10; vLLM PR #53278 (scale dtype compatibility)",
-         ("convert_fp8_scales", "convert_fp8_moe_scales"), {"scale_dtype": "float32"})
+         ("convert_fp8_scales", "convert_fp8_moe_scales"))
 def _kept_fp32(base):
     def make(op):
-        def call(scale, **kw):
-            base.op(op)(scale, **kw)                                       # validates as the correct op
-            values = np.asarray(scale).astype(np.float32)
-            where = mu.gather_map(lambda digits: base.op(op)(digits, **{**kw, "orig_dtype": "float16"}),
+        def kept(out, args):   # out: the correct result (so the call was valid)
+            values = np.asarray(args["scale"]).astype(np.float32)
+            where = mu.gather_map(lambda digits: base.op(op)(**{**args, "scale": digits, "orig_dtype": "float16"}),
                                   values.shape)
             return values.reshape(-1)[where]
-        return _named(op, call)
+        return _after(base, op, kept)
     return {op: make(op) for op in ("convert_fp8_scales", "convert_fp8_moe_scales")}
 
 
@@ -448,24 +474,25 @@ def _bias_order(base: Backend, order) -> dict:
 
     def backward(b):
         return mu.permute_chunks(b if order is None else mu.unpermute_chunks(b, order), single)
-    return {"marlin_permute_bias": _after(base, "marlin_permute_bias", lambda out, *a, **kw: forward(out)),
-            "marlin_unpermute_bias": _after(base, "marlin_unpermute_bias",
-                                            lambda out, bias, *a, **kw: backward(bias)),
+    return {"marlin_permute_bias": _after(base, "marlin_permute_bias", lambda out, args: forward(out)),
+            "marlin_unpermute_bias": _after(base, "marlin_unpermute_bias", lambda out, args: backward(args["bias"])),
             **_layers(base, BIAS_PREPARES, lambda layer, op: _biases(layer, forward))}
 
 
 _mutant("bias_not_permuted", "the bias passed into the kernel left in logical order",
         "§2.5, §6.1 item 14", "sglang PR #35020 (b_bias order mismatch; also #14978, #14986, #15951)",
-        BIAS_OPS + BIAS_PREPARES, {"size_n": 64})(lambda base: _bias_order(base, None))
+        BIAS_OPS + BIAS_PREPARES, {"marlin_permute_bias": {"shape": [32]}})(lambda base: _bias_order(base, None))
 _mutant("bias_grouped_perm", "the bias permuted with the grouped (64) instead of the single (32) table",
         "§2.5, §6.1 item 14", "§2.5 (the bias follows the accumulator layout, like channel-wise scales)",
-        BIAS_OPS + BIAS_PREPARES, {"size_n": 64})(lambda base: _bias_order(base, mu.scale_order(True)))
+        BIAS_OPS + BIAS_PREPARES, {"marlin_permute_bias": {"shape": [64]}})(
+    lambda base: _bias_order(base, mu.scale_order(True)))
 
 
 # --- MoE stacking and padding (§2.9, §2.11, §6.1 item 13) ------------------------------------------
 
 _mutant("moe_experts_rolled", "stacked expert weights shifted by one (expert e holds e-1's)",
-        "§2.9 step 2, §5", "natural mistake (off-by-one in the per-expert loop)", MOE, {"experts": 2})(
+        "§2.9 step 2, §5", "natural mistake (off-by-one in the per-expert loop)", MOE,
+        {"prepare_fp8_moe_layer_for_marlin": {"experts": 2}, "prepare_mxfp8_moe_layer_for_marlin": {"experts": 2}})(
     lambda base: _layers(base, MOE, lambda layer, op: _qweights(layer, lambda w: np.roll(w, 1, axis=0))))
 
 
@@ -518,8 +545,8 @@ _mutant("padding_not_zero", f"padded fp8 weights hold 0x{PAD_CODE:02X} instead o
          "§2.10 hazard, §6.1 item 16", "§6.1 item 16 (torch.get_default_dtype() == float16)",
          ("mxfp8_scales_to_float",) + MX)
 def _through_fp16(base):
-    def change(*a, **kw):
-        return a, {**kw, "intermediate_dtype": "float16"}
+    def change(args):
+        return {**args, "intermediate_dtype": "float16"}
     return {op: _before(base, op, change) for op in ("mxfp8_scales_to_float",) + MX}
 
 

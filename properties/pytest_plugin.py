@@ -26,6 +26,8 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 from properties.backends import DEFAULT_BACKEND, ENV_VAR, NotProvided, check_backend_name, get_backend
 
+pytest_plugins = ["properties.example_counter"]  # --marlin-count-examples, the CI floor on examples run
+
 # examples per test at weight 1.0; the suite's CI budget is several thousand examples in < 10 min on 2 cores
 PROFILE_EXAMPLES = {"dev": 10, "ci": 40, "gpu": 100, "nightly": 1000}
 MIN_EXAMPLES = 3
@@ -40,6 +42,11 @@ def register_profiles(root: Path) -> None:
     settings.register_profile("gpu", max_examples=PROFILE_EXAMPLES["gpu"], database=database, **common)
     settings.register_profile("nightly", max_examples=PROFILE_EXAMPLES["nightly"], database=database,
                               print_blob=True, **common)
+
+
+def default_profile(environ) -> str:
+    """`ci` when the environment variable CI is set (to anything but ""), else `dev`."""
+    return "ci" if environ.get("CI") else "dev"
 
 
 def examples(weight: float = 1.0) -> settings:
@@ -62,7 +69,7 @@ def backend_name(config: pytest.Config) -> str:
 @pytest.hookimpl(tryfirst=True)  # before Hypothesis' own pytest_configure loads --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
     register_profiles(Path(config.rootpath))
-    settings.load_profile("ci" if os.environ.get("CI") else "dev")
+    settings.load_profile(default_profile(os.environ))
     try:
         check_backend_name(backend_name(config))
     except ValueError as exc:

@@ -141,9 +141,22 @@ def _bytes(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a).reshape(-1).view(np.uint8)   # ascontiguousarray: 0-d becomes [1]
 
 
-def assert_bit_exact(got, want, *, where: str, layout: Layout | None = None) -> None:
-    """got and want are the same kind of value, and arrays agree in dtype, shape and every byte."""
+def _canonical_nans(a: np.ndarray) -> np.ndarray:
+    """A copy with every NaN replaced by the dtype's default NaN (payload and sign dropped)."""
+    if a.dtype.kind != "f" and a.dtype.name not in ("bfloat16", "float8_e4m3fn", "float8_e8m0fnu"):
+        return a
+    with np.errstate(invalid="ignore"):
+        nan = np.isnan(a.astype(np.float32))
+    return np.where(nan, np.array(np.nan, a.dtype), a).astype(a.dtype) if nan.any() else a
+
+
+def assert_bit_exact(got, want, *, where: str, layout: Layout | None = None, nan_payloads: bool = True) -> None:
+    """got and want are the same kind of value, and arrays agree in dtype, shape and every byte.
+    nan_payloads=False: a NaN must meet a NaN, but its payload and sign may differ (only for values
+    decoded into floats, never for layouts: see properties.laws.NAN_PAYLOAD_FREE)."""
     __tracebackhide__ = True
+    if not nan_payloads and isinstance(got, np.ndarray) and isinstance(want, np.ndarray) and got.dtype == want.dtype:
+        got, want = _canonical_nans(got), _canonical_nans(want)
     if not isinstance(want, np.ndarray):
         if type(got) is not type(want) and not (_is_int(got) and _is_int(want)) or got != want:
             raise AssertionError(f"{where}: got {got!r} ({type(got).__name__}), want {want!r} ({type(want).__name__})")

@@ -76,21 +76,29 @@ def fp8_contents(draw, size: int) -> dict:
     }
 
 
-@st.composite
-def repack_shapes(draw, *, max_k_tiles: int = 4, max_n_tiles: int = 3, multiple_k: int = TILE_K) -> dict:
+def repack_shapes(*, max_k_tiles: int = 4, max_n_tiles: int = 3, multiple_k: int = TILE_K) -> st.SearchStrategy[dict]:
     """(size_k, size_n) the repack accepts: k a multiple of 16, n of 64, including N == K and model
-    dims; shrinks to (16, 64). multiple_k=WIDE_K gives the aligned prepare shapes, shrinking to (128, 64)."""
-    _check_bounds("repack_shapes", max_k_tiles=max_k_tiles, max_n_tiles=max_n_tiles)
+    dims; shrinks to (16, 64). multiple_k=WIDE_K gives the aligned prepare shapes, shrinking to (128, 64).
+
+    Every kind draws the tile counts first, so "tiles" has the shortest choice sequence and wins
+    Hypothesis' shortlex shrinking."""
+    _check_bounds("repack_shapes", max_k_tiles=max_k_tiles, max_n_tiles=max_n_tiles, multiple_k=multiple_k)
+    if multiple_k % TILE_K:
+        raise ValueError(f"repack_shapes: multiple_k={multiple_k} must be a multiple of {TILE_K}")
+    return _repack_shapes(max_k_tiles, max_n_tiles, multiple_k)
+
+
+@st.composite
+def _repack_shapes(draw, max_k_tiles: int, max_n_tiles: int, multiple_k: int) -> dict:
+    k = multiple_k * draw(st.integers(1, max_k_tiles), label="k_tiles")
+    n = TILE_N * draw(st.integers(1, max_n_tiles), label="n_tiles")
     kind = draw(st.sampled_from(("tiles", "square", "model_n", "model_k")), label="shape_kind")
-    if kind == "tiles":
-        k = multiple_k * draw(st.integers(1, max_k_tiles), label="k_tiles")
-        n = TILE_N * draw(st.integers(1, max_n_tiles), label="n_tiles")
-    elif kind == "square":
+    if kind == "square":
         k = n = math.lcm(multiple_k, TILE_N) * draw(st.integers(1, 2), label="square_tiles")
     elif kind == "model_n":
         k = multiple_k
         n = draw(model_dims(multiple=TILE_N, other=k), label="model_n")
-    else:
+    elif kind == "model_k":
         n = TILE_N
         k = draw(model_dims(multiple=multiple_k, other=n), label="model_k")
     return {"size_k": k, "size_n": n}
@@ -100,7 +108,8 @@ def repack_shapes(draw, *, max_k_tiles: int = 4, max_n_tiles: int = 3, multiple_
 def pack_cases(draw) -> dict:
     """fp8 [K, N] (or [N, K]) for pack_fp8_to_int32: K a multiple of 4, any N >= 1, N == K included."""
     k = PACK_K * draw(st.integers(1, 16), label="k_words")
-    n = k if draw(st.booleans(), label="square") else draw(st.integers(1, 72), label="size_n")
+    n = draw(st.integers(1, 72), label="size_n")
+    n = k if draw(st.booleans(), label="square") else n
     return {"size_k": k, "size_n": n, "size_k_first": draw(st.booleans(), label="size_k_first"),
             "codes": draw(st.sampled_from(("fp8", "uint8")), label="codes"), **draw(fp8_contents(k * n))}
 
@@ -200,16 +209,17 @@ def _widths(draw, n: int) -> list[int]:
 @st.composite
 def fp8_scheme_fields(draw, scheme: str, *, size_n: int) -> dict:
     """Scale fields of a dense FP8 layer with that scheme (§2.8 step 4): rank, checkpoint dtype, widths."""
+    rank = draw(st.integers(0, 2), label="scale_rank")   # drawn for every scheme: equal-length choices
     case = {"scheme": scheme, "scale_dtype": draw(st.sampled_from(CHECKPOINT_SCALE_DTYPES), label="scale_dtype"),
-            "scale_rank": 2 if scheme == "block" else
-            draw(st.integers(0 if scheme == "tensor" else 1, 2), label="scale_rank"),
+            "scale_rank": 2 if scheme == "block" else rank if scheme == "tensor" else max(rank, 1),
             "logical_widths": None}
+    # the layer may also have widths that do not match the scale: the branch order decides (§2.8)
+    widths_given = draw(st.booleans(), label="widths_given")
     if scheme == "shard_equal":
         case["shards"] = draw(st.sampled_from([s for s in range(2, size_n) if size_n % s == 0]), label="shards")
     elif scheme == "shard_widths":
         case["logical_widths"] = _widths(draw, size_n)
-    elif scheme != "block" and draw(st.booleans(), label="widths_given"):
-        # the layer also has widths that do not match the scale: the branch order decides (§2.8)
+    elif scheme != "block" and widths_given:
         case["logical_widths"] = [size_n // 2, size_n - size_n // 2]
     return case
 
@@ -226,9 +236,9 @@ def fp8_layer_cases(draw, *, schemes=FP8_SCHEMES, aligned: bool = False, square:
     else:
         shape = draw(repack_shapes(max_k_tiles=3, multiple_k=WIDE_K))
         k, n = shape["size_k"], shape["size_n"]
+        k_short, n_short = draw(st.integers(0, 7), label="k_short"), draw(st.integers(0, 3), label="n_short")
         if not aligned and scheme != "block":
-            k -= PACK_K * draw(st.integers(0, 7), label="k_short")
-            n -= TILE_K * draw(st.integers(0, 3), label="n_short")
+            k, n = k - PACK_K * k_short, n - TILE_K * n_short
     return {"size_k": k, "size_n": n, "size_k_first": draw(st.booleans(), label="size_k_first"),
             "orig_dtype": draw(st.sampled_from(ACTIVATION_DTYPES), label="orig_dtype"),
             "bias": draw(st.booleans(), label="bias"), **draw(fp8_scheme_fields(scheme, size_n=n)),
@@ -241,15 +251,14 @@ def fp8_moe_cases(draw, *, schemes=("channel", "tensor", "shard_equal", "block")
     Block scales need n % 128 == 0 (§5); otherwise n may be short of 64 so w13 is padded per shard."""
     scheme = draw(st.sampled_from(schemes), label="scheme")
     k = WIDE_K * draw(st.integers(1, 2), label="k_blocks")
+    n_tiles, n_short = draw(st.integers(1, 3), label="n_tiles"), draw(st.integers(0, 3), label="n_short")
+    w2_scheme = draw(st.sampled_from(("tensor", "channel")), label="w2_scheme")
     if scheme == "block":
-        n = FP8_BLOCK_K * draw(st.integers(1, 2), label="n_blocks")
+        n, w2_scheme = FP8_BLOCK_K * min(n_tiles, 2), "block"
     else:
-        n = TILE_N * draw(st.integers(1, 3), label="n_tiles")
-        if not aligned:
-            n -= TILE_K * draw(st.integers(0, 3), label="n_short")
+        n = TILE_N * n_tiles - (0 if aligned else TILE_K * n_short)
     return {"experts": draw(st.integers(1, 3), label="experts"), "hidden": k, "intermediate": n,
-            "scheme": scheme, "w2_scheme": "block" if scheme == "block" else
-            draw(st.sampled_from(("tensor", "channel")), label="w2_scheme"),
+            "scheme": scheme, "w2_scheme": w2_scheme,
             "scale_dtype": draw(st.sampled_from(CHECKPOINT_SCALE_DTYPES), label="scale_dtype"),
             "orig_dtype": draw(st.sampled_from(ACTIVATION_DTYPES), label="orig_dtype"),
             "bias": draw(st.booleans(), label="bias"), "seed": draw(seeds(), label="seed"),
@@ -262,9 +271,9 @@ def mxfp8_layer_cases(draw, *, aligned: bool = False) -> dict:
     [>= N, >= K/32] (the extra rows/columns are sliced off, §2.10), intermediate dtype."""
     shape = draw(repack_shapes(max_k_tiles=3, multiple_k=WIDE_K))
     k, n = shape["size_k"], shape["size_n"]
+    k_short, n_short = draw(st.integers(0, 3), label="k_short"), draw(st.integers(0, 3), label="n_short")
     if not aligned:
-        k -= MX_BLOCK * draw(st.integers(0, 3), label="k_short")
-        n -= TILE_K * draw(st.integers(0, 3), label="n_short")
+        k, n = k - MX_BLOCK * k_short, n - TILE_K * n_short
     return {"size_k": k, "size_n": n, "bias": draw(st.booleans(), label="bias"),
             "intermediate_dtype": draw(st.sampled_from(("bfloat16", "float32", "float16")), label="dtype"),
             "extra_rows": draw(st.integers(0, 2), label="extra_rows"),
@@ -277,8 +286,9 @@ def mxfp8_layer_cases(draw, *, aligned: bool = False) -> dict:
 def mxfp8_moe_cases(draw, *, aligned: bool = False) -> dict:
     """Inputs of prepare_mxfp8_moe_layer_for_marlin: k a multiple of 128, n of 32 (padded to 64)."""
     n = TILE_N * draw(st.integers(1, 2), label="n_tiles")
+    n_short = draw(st.integers(0, 1), label="n_short")
     if not aligned:
-        n -= MX_BLOCK * draw(st.integers(0, 1), label="n_short")
+        n -= MX_BLOCK * n_short
     return {"experts": draw(st.integers(1, 3), label="experts"),
             "hidden": WIDE_K * draw(st.integers(1, 2), label="k_blocks"), "intermediate": n,
             "intermediate_dtype": draw(st.sampled_from(("bfloat16", "float32")), label="dtype"),
@@ -290,3 +300,10 @@ def padding_cases(draw) -> dict:
     """Any positive (size_n, size_k) and a supported group size for the padding helpers."""
     return {"size_n": draw(st.integers(1, 640), label="size_n"), "size_k": draw(st.integers(1, 640), label="size_k"),
             "group_size": draw(st.sampled_from((-1, *GROUP_SIZES)), label="group_size")}
+
+
+def with_probe(cases: st.SearchStrategy[dict]) -> st.SearchStrategy[dict]:
+    """Add "probe": [k, n], one position inside the case's [size_k, size_n] weight; shrinks to [0, 0]."""
+    return cases.flatmap(lambda case: st.tuples(st.integers(0, case["size_k"] - 1),
+                                                 st.integers(0, case["size_n"] - 1))
+                         .map(lambda probe: {**case, "probe": list(probe)}))

@@ -111,13 +111,17 @@ SINGLE_FIRST_32 = [0, 1, 8, 9, 16, 17, 24, 25, 2, 3, 10, 11, 18, 19, 26, 27,
 
 
 def test_permute_scales_spec_rows():
-    cols = torch.arange(64).view(1, 64)
-    grouped = fast.marlin_permute_scales(cols, 256, 64, 128)[0].tolist()
-    assert grouped[:16] == GROUPED_ROW_START and grouped[-8:] == GROUPED_ROW_END
-    single = fast.marlin_permute_scales(cols, 256, 64, -1)[0].tolist()
+    cols = torch.arange(64).repeat(2, 1)  # G = 2 groups of 128 along K = 256, values = column ids
+    grouped = fast.marlin_permute_scales(cols, 256, 64, 128)
+    assert grouped[0, :16].tolist() == GROUPED_ROW_START and grouped[0, -8:].tolist() == GROUPED_ROW_END
+    assert torch.equal(grouped[1], grouped[0])  # each row is permuted on its own
+    single = fast.marlin_permute_scales(cols[:1], 256, 64, -1)[0].tolist()
     assert single == SINGLE_FIRST_32 + [c + 32 for c in SINGLE_FIRST_32]
     # K == block_k: group_size is not < size_k, so the single permutation (§2.4 edge).
-    assert fast.marlin_permute_scales(cols, 128, 64, 128)[0].tolist() == single
+    assert fast.marlin_permute_scales(cols[:1], 128, 64, 128)[0].tolist() == single
+    # G·group_size != size_k would make the kernel and the permutation disagree (§2.4, §6.1 item 7).
+    with pytest.raises(ValueError, match="G\\*group_size == size_k"):
+        fast.marlin_permute_scales(cols, 512, 64, 128)
 
 
 def test_permute_bias_is_single_permutation_any_shape():
@@ -144,7 +148,7 @@ def test_mxfp8_process_scales_row_positions():
     # Column c gets 2^(c - 64), i.e. byte 63 + c; after the grouped permutation and the [0,2,1,3]
     # reorder, column c sits at 8·(c % 8) + 4·(c // 32) + 2·((c // 8) % 2) + ((c // 16) % 2) (§2.7).
     cols = torch.arange(64)
-    logical = torch.pow(2.0, (cols - 64).to(torch.float32)).view(1, 64)
+    logical = torch.pow(2.0, (cols - 64).to(torch.float32)).repeat(2, 1)  # G = 2 groups of 32, K = 64
     out = fast.mxfp8_marlin_process_scales(fast.marlin_permute_scales(logical, 64, 64, 32))
     assert out.dtype == torch.float8_e8m0fnu
     got = out.view(torch.uint8)[0].to(torch.int64) - 63  # column ids by position
@@ -156,12 +160,15 @@ def test_mxfp8_process_scales_row_positions():
 
 def test_mxfp8_intermediate_dtype_hazard():
     # §2.10: bf16 keeps every byte; fp16 sends bytes < 103 to 0 (byte 0) and > 142 to inf (byte 255).
-    b = u8([[1, 102, 103, 142, 143, 254, 0, 127]])
+    b = torch.full((1, 64), 127, dtype=torch.uint8)
+    b[0, :8] = u8([1, 102, 103, 142, 143, 254, 0, 127])
     for dtype, want in (("bfloat16", [1, 102, 103, 142, 143, 254, 0, 127]),
                         ("float16", [0, 0, 103, 142, 255, 255, 0, 127])):
         f = fast.mxfp8_scales_to_float(b, intermediate_dtype=dtype)
-        swapped = f[:, [0, 2, 1, 3, 4, 6, 5, 7]]  # pre-swap so the [0,2,1,3] reorder restores the order
-        assert fast.mxfp8_marlin_process_scales(swapped).view(torch.uint8)[0].tolist() == want
+        swapped = f[:, [0, 2, 1, 3, 4, 6, 5, 7] + list(range(8, 64))]  # the [0,2,1,3] reorder undoes this
+        assert fast.mxfp8_marlin_process_scales(swapped).view(torch.uint8)[0, :8].tolist() == want
+    with pytest.raises(ValueError, match="mxfp8_marlin_process_scales: ms must hold exact powers of two"):
+        fast.mxfp8_marlin_process_scales(torch.full((1, 64), 3.0))  # e8m0 would round 3 to 4 silently
 
 
 # §2.8 step 4 ------------------------------------------------------------------------------------
@@ -210,9 +217,9 @@ def test_error_messages_name_function_rule_and_value():
         fast.pack_fp8_to_int32(torch.zeros(8, 64, dtype=torch.float16))
     with pytest.raises(ValueError, match=r"marlin_permute_bias: bias.numel\(\)=48 must be a multiple of 32"):
         fast.marlin_permute_bias(torch.zeros(48))
-    with pytest.raises(TypeError, match="as_activation_dtype: dtype='float32' must be float16 or bfloat16"):
+    with pytest.raises(ValueError, match="as_activation_dtype: dtype='float32' must be float16 or bfloat16"):
         fast.as_activation_dtype("float32")
-    with pytest.raises(TypeError, match="W8A8 is not supported"):
+    with pytest.raises(ValueError, match="itemsize 1 \\(W8A8\\)"):
         fast.prepare_fp8_layer_for_marlin(torch.zeros(128, 64, dtype=torch.uint8), torch.tensor(1.0),
                                           orig_dtype="float16", input_dtype=torch.float8_e4m3fn)
 

@@ -1,0 +1,65 @@
+"""Build and load the CUDA extension (marlin_fast/csrc) on first use; the one place that does so.
+
+`pip install` stays pure Python: nothing here runs at import time, and CPU-only machines never need
+nvcc. The first call of `load()` compiles the sources with torch.utils.cpp_extension.load for the
+current GPU's architecture only (sm_80 or newer: cp.async, ldmatrix and bf16 mma.sync need it) and
+caches the module; later processes reuse the build directory (ninja rebuilds only what changed).
+
+Environment:
+    MARLIN_FAST_BUILD_DIR   build directory (default: torch's extension cache, per arch)
+    MARLIN_FAST_VERBOSE=1   show the compiler output
+    MAX_JOBS                parallel compile jobs (default: all CPUs)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+EXTENSION_NAME = "marlin_fast_cuda"
+MIN_CAPABILITY = (8, 0)  # cp.async, ldmatrix and bf16 mma.sync
+
+# No --use_fast_math: it implies -ftz=true, and flushing fp32 subnormals would change the bf16
+# channel-wise path, whose accumulators carry a 2^-120 factor (spec §3.5).
+CUDA_FLAGS = ["-O3", "-lineinfo", "-Xptxas=-warn-spills"]
+
+
+def sources() -> list[str]:
+    """The .cu/.cpp files of the extension, in a stable order."""
+    return sorted(str(p) for p in CSRC.iterdir() if p.suffix in (".cu", ".cpp"))
+
+
+@functools.lru_cache(maxsize=1)
+def load():
+    """Compile (once) and import the extension for the current CUDA device; returns the module."""
+    import torch
+    from torch.utils import cpp_extension
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("marlin_fast._ext.load: needs a CUDA device (torch.cuda.is_available() is False)")
+    major, minor = torch.cuda.get_device_capability()
+    if (major, minor) < MIN_CAPABILITY:
+        raise RuntimeError(
+            f"marlin_fast._ext.load: compute capability {major}.{minor} is below the required "
+            f"{MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]}"
+        )
+    arch = f"{major}.{minor}"
+    os.environ["TORCH_CUDA_ARCH_LIST"] = arch  # build for this GPU only: one pass per file
+    os.environ.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
+    build_dir = os.environ.get("MARLIN_FAST_BUILD_DIR")
+    if build_dir is None:
+        root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(
+            os.path.expanduser("~"), ".cache", "torch_extensions"
+        )
+        build_dir = os.path.join(root, f"{EXTENSION_NAME}_sm{major}{minor}")
+    os.makedirs(build_dir, exist_ok=True)
+    return cpp_extension.load(
+        name=EXTENSION_NAME,
+        sources=sources(),
+        extra_cflags=["-O3"],
+        extra_cuda_cflags=CUDA_FLAGS,
+        build_directory=build_dir,
+        verbose=os.environ.get("MARLIN_FAST_VERBOSE") == "1",
+    )
