@@ -6,7 +6,8 @@ out on the input's device; inputs are never mutated. CUDA kernels live elsewhere
 here.
 """
 
-from .fp8_fused_exponent_bias_into_scales import fp8_fused_exponent_bias_into_scales, fp8_unfuse_exponent_bias_from_scales
+from .fp8_fused_exponent_bias_into_scales import (fp8_fused_exponent_bias_into_scales,
+                                                  fp8_unfuse_exponent_bias_from_scales)
 from .formats import (as_activation_dtype, decode_e4m3, decode_e8m0, encode_e4m3, encode_e8m0, exponent_bias_of,
                       round_to_dtype)
 from .gptq_marlin_repack import gptq_marlin_repack, gptq_marlin_unrepack

@@ -39,6 +39,17 @@ __all__ = [
 ]
 
 
+_ERRORS = {1: ValueError, 2: TypeError, 3: RuntimeError}
+
+
+def _result(returned):
+    """The extension returns (tensor, kind, message) instead of throwing (see csrc/bindings.cpp)."""
+    tensor, kind, message = returned
+    if kind:
+        raise _ERRORS.get(kind, RuntimeError)(message)
+    return tensor
+
+
 def _require_tensor(fn: str, name: str, value) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(value).__name__}")
@@ -66,7 +77,7 @@ def gptq_marlin_repack(
     if perm is None:
         perm = torch.empty(0, dtype=torch.int32, device=b_q_weight.device)
     _require_tensor(fn, "perm", perm)
-    return _ext.load().gptq_marlin_repack(b_q_weight, perm, size_k, size_n, num_bits)
+    return _result(_ext.load().gptq_marlin_repack(b_q_weight, perm, size_k, size_n, num_bits))
 
 
 def fp8_marlin_repack_from_checkpoint(weight: torch.Tensor, size_k: int | None = None,
@@ -83,7 +94,7 @@ def fp8_marlin_repack_from_checkpoint(weight: torch.Tensor, size_k: int | None =
         raise ValueError(f"{fn}: weight must be 2-D [size_n, size_k], got shape {tuple(weight.shape)}")
     size_n = weight.shape[0] if size_n is None else _require_int(fn, "size_n", size_n)
     size_k = weight.shape[1] if size_k is None else _require_int(fn, "size_k", size_k)
-    return _ext.load().fp8_marlin_repack_from_checkpoint(weight, size_k, size_n)
+    return _result(_ext.load().fp8_marlin_repack_from_checkpoint(weight, size_k, size_n))
 
 
 def marlin_gemm(
@@ -115,10 +126,10 @@ def marlin_gemm(
         _require_tensor(fn, "b_bias", b_bias)
     _require_int(fn, "size_n", size_n)
     _require_int(fn, "size_k", size_k)
-    return _ext.load().marlin_gemm(
+    return _result(_ext.load().marlin_gemm(
         a, b_q_weight, b_scales, b_bias, out, size_n, size_k,
         -1 if config is None else config, -1 if splits is None else splits,
-    )
+    ))
 
 
 def moe_align_block_rows(topk_ids: torch.Tensor, num_experts: int, block_m: int):
@@ -208,9 +219,11 @@ def marlin_moe_gemm(
     if config is None:
         avg_rows = (rows + max(num_experts, 1) - 1) // max(num_experts, 1)
         config = ext.gemm_config_for_rows(avg_rows)
-    block_m = ext.gemm_config_block_m(config)
+    block_m = ext.gemm_config_block_m(_require_int(fn, "config", config))
+    if block_m < 0:
+        raise ValueError(f"{fn}: config={config} is not a thread-block configuration of the kernel")
     sorted_ids, expert_ids = moe_align_block_rows(topk_ids, num_experts, block_m)
-    return ext.marlin_moe_gemm(
+    return _result(ext.marlin_moe_gemm(
         a, b_q_weight, b_scales, b_bias, out, sorted_ids, expert_ids, weights, top_k, rows,
         size_n, size_k, config, -1 if splits is None else splits,
-    )
+    ))

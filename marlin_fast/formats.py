@@ -157,5 +157,5 @@ def round_to_dtype(x: torch.Tensor, dtype) -> torch.Tensor:
     _, mant_bits, min_normal_exp, max_finite = _FORMAT[as_activation_dtype(dtype, "round_to_dtype")]
     v = check_dtype("round_to_dtype", "x", x, REAL_DTYPES).to(torch.float64)
     r = _round_to_grid(torch.where(torch.isfinite(v), v, 0.0), mant_bits, min_normal_exp)
-    r = torch.where(r.abs() > max_finite, torch.copysign(torch.tensor(float("inf"), dtype=r.dtype, device=r.device), v), r)
+    r = torch.where(r.abs() > max_finite, torch.copysign(torch.full_like(r, float("inf")), v), r)
     return torch.where(torch.isfinite(v), r, v)

@@ -14,6 +14,7 @@
 
     Worked example (§2.3.4, K = 16, N = 64, W[k, 0] = k): word 0 holds (W[0,0], W[8,0], W[1,0], W[9,0]).
 
+    >>> from marlin_fast.pack_fp8_to_int32 import pack_fp8_to_int32
     >>> w = torch.zeros(16, 64, dtype=torch.uint8); w[:, 0] = torch.arange(16, dtype=torch.uint8)
     >>> q = gptq_marlin_repack(pack_fp8_to_int32(w), None, 16, 64, 8)
     >>> q.shape, hex(q[0, 0].item())
@@ -31,7 +32,7 @@ import functools
 import torch
 
 from .errors import check_dtype, check_multiple, check_one_of, check_positive, check_rank, check_shape, check_tensor
-from .pack_fp8_to_int32 import bytes_from_words, pack_fp8_to_int32, words_from_bytes
+from .pack_fp8_to_int32 import bytes_from_words, words_from_bytes
 
 __all__ = ["gptq_marlin_repack", "gptq_marlin_unrepack"]
 
@@ -129,7 +130,10 @@ def _check_perm(fn: str, perm, size_k: int, device: torch.device) -> torch.Tenso
 
 
 def gptq_marlin_repack(b_q_weight: torch.Tensor, perm, size_k: int, size_n: int, num_bits: int) -> torch.Tensor:
-    """int32[K/pf, N] GPTQ words -> int32[K/16, 16N/pf] Marlin words (§2.3); perm: None, empty or a permutation of [0, K)."""
+    """int32[K/pf, N] GPTQ words -> int32[K/16, 16N/pf] Marlin words (§2.3).
+
+    perm: None or empty (no act-order), or a permutation of [0, K): row-slot k takes source row perm[k].
+    """
     fn = "gptq_marlin_repack"
     size_k, size_n, num_bits = _check_sizes(fn, size_k, size_n, num_bits)
     check_dtype(fn, "b_q_weight", b_q_weight, (torch.int32,))

@@ -55,11 +55,20 @@ def marlin_moe_padded_intermediate(size_n: int, group_size: int) -> int:
 
 
 def _check_growth(fn: str, name: str, size: int, padded: int) -> tuple[int, int]:
+    padded_name = "padded_" + name.removeprefix("size_") if name.startswith("size_") else "padded"
     size = check_positive(fn, name, size)
-    padded = check_int(fn, f"padded_{name.removeprefix('size_')}", padded)
+    padded = check_int(fn, padded_name, padded)
     if padded < size:
-        raise ValueError(f"{fn}: padded size {padded} must be >= {name}={size}")
+        raise ValueError(f"{fn}: {padded_name}={padded} must be >= {name}={size}")
     return size, padded
+
+
+def zero_pad(t: torch.Tensor, pads: tuple) -> torch.Tensor:
+    """F.pad with zero *bytes* (a new tensor): 1-byte float types go through a uint8 view, since
+    float8_e8m0fnu has no zero (its zero byte is 2^-127, what vLLM pads raw MX scales with)."""
+    if t.dtype.is_floating_point and t.element_size() == 1:
+        return F.pad(t.view(torch.uint8), pads).view(t.dtype)
+    return F.pad(t, pads)
 
 
 def marlin_pad_qweight(qweight: torch.Tensor, size_n: int, size_k: int, padded_n: int, padded_k: int):
@@ -74,12 +83,13 @@ def marlin_pad_qweight(qweight: torch.Tensor, size_n: int, size_k: int, padded_n
         raise ValueError(f"{fn}: qweight shape {tuple(qweight.shape)} must be [size_k/pf, size_n] with "
                          f"size_k={size_k}, size_n={size_n}, and padded_k={padded_k} a multiple of pf")
     pack = size_k // rows
-    return F.pad(qweight, (0, padded_n - size_n, 0, (padded_k - size_k) // pack))  # [padded_k/pf, padded_n]
+    return zero_pad(qweight, (0, padded_n - size_n, 0, (padded_k - size_k) // pack))  # [padded_k/pf, padded_n]
 
 
 def marlin_pad_scales(scales: torch.Tensor, size_n: int, size_k: int, padded_n: int, padded_k: int,
                       group_size: int) -> torch.Tensor:
-    """Zero-pad [G, N] scales to [padded_k/group_size (or G when channel-wise), padded_n]."""
+    """Zero-pad [G, N] scales (any dtype, raw e8m0 bytes too) to [padded_k/group_size (or G when
+    channel-wise), padded_n]; call before marlin_permute_scales and pass it the padded extents."""
     fn = "marlin_pad_scales"
     check_rank(fn, "scales", scales, 2)
     size_n, padded_n = _check_growth(fn, "size_n", size_n, padded_n)
@@ -94,7 +104,7 @@ def marlin_pad_scales(scales: torch.Tensor, size_n: int, size_k: int, padded_n: 
     if pad_rows < 0:
         raise ValueError(f"{fn}: scales has G={groups} rows, more than padded_k/group_size="
                          f"{padded_k // group_size}")
-    return F.pad(scales, (0, padded_n - size_n, 0, pad_rows))  # [G + pad_rows, padded_n]
+    return zero_pad(scales, (0, padded_n - size_n, 0, pad_rows))  # [G + pad_rows, padded_n]
 
 
 def marlin_pad_dim(x: torch.Tensor, size: int, padded: int) -> torch.Tensor:
@@ -104,7 +114,7 @@ def marlin_pad_dim(x: torch.Tensor, size: int, padded: int) -> torch.Tensor:
     size, padded = _check_growth(fn, "size", size, padded)
     if x.dim() == 0 or x.shape[-1] != size:
         raise ValueError(f"{fn}: x.shape[-1] must be size={size}, got shape {tuple(x.shape)}")
-    return F.pad(x, (0, padded - size))  # [..., padded]
+    return zero_pad(x, (0, padded - size))  # [..., padded]
 
 
 def marlin_unpad_output(output: torch.Tensor, size_n: int, padded_n: int) -> torch.Tensor:

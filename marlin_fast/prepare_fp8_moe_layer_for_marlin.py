@@ -8,9 +8,10 @@
 
 padded_n = marlin_moe_padded_intermediate(n, group_size). Padding is per shard: each of gate and up
 grows from n to padded_n rows (§6.1 item 13), never at the end of the fused 2n. Each expert is the
-dense format on its own (§5), so weights and scales are repacked and permuted expert by expert. Shape rules (beyond vLLM's prep, from
-its support check and §6.1 item 11): hidden_size % 128, n % block_k and n % block_n for block FP8,
-and the FP8 kernel group rule (one group or group 128, §4.2). Biases are cast to orig_dtype.
+dense format on its own (§5), so weights and scales are repacked and permuted expert by expert.
+Shape rules beyond vLLM's prep (from its support check and §6.1 item 11): hidden_size % 128,
+n % block_k and n % block_n for block FP8, and the FP8 kernel group rule (one group or group 128,
+§4.2). Biases are cast to orig_dtype.
 
     >>> E, n, k = 2, 64, 128
     >>> w13 = torch.zeros(E, 2 * n, k, dtype=torch.uint8); w2 = torch.zeros(E, k, n, dtype=torch.uint8)
@@ -24,17 +25,15 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
-from .errors import check_dtype, check_multiple, check_rank, check_shape
+from .errors import check_dtype, check_multiple, check_positive, check_rank, check_shape
 from .formats import as_activation_dtype, fp8_codes
 from .fp8_fused_exponent_bias_into_scales import fp8_fused_exponent_bias_into_scales
-from .marlin_permute_scales import marlin_permute_scales
-from .padding import marlin_moe_padded_intermediate
 from .marlin_permute_bias import marlin_permute_bias
+from .marlin_permute_scales import marlin_permute_scales
+from .padding import marlin_moe_padded_intermediate, zero_pad
 from .prepare_fp8_layer_for_marlin import BIAS_DTYPES, check_fp8_kernel_group, fp8_weight_to_marlin, permutation_group
 from .scale_schemes import check_block_size, convert_fp8_moe_scales
-
 
 GATED_SHARDS = 2        # w13 = [gate | up]
 MOE_HIDDEN_ALIGN = 128  # check_moe_marlin_supports_config: hidden_size % 128 == 0 (§5)
@@ -63,6 +62,7 @@ def check_moe_weights(fn: str, w13, w2, group_size: int) -> tuple[torch.Tensor, 
     codes13 = fp8_codes(check_rank(fn, "w13", w13, 3), fn, "w13")
     codes2 = fp8_codes(check_rank(fn, "w2", w2, 3), fn, "w2")
     experts, rows13, k = codes13.shape
+    check_positive(fn, "num_experts", experts)
     n = rows13 // GATED_SHARDS
     if rows13 % GATED_SHARDS != 0 or tuple(codes2.shape) != (experts, k, n):
         raise ValueError(f"{fn}: w13 must be [E, 2n, k] and w2 [E, k, n] with the same E, n, k, got "
@@ -77,8 +77,8 @@ def pad_shards(t: torch.Tensor, dim: int, shards: int, size: int, padded: int) -
     """Zero-pad each of `shards` consecutive blocks of length `size` along `dim` to length `padded`."""
     shape = list(t.shape)
     split = t.reshape(shape[:dim] + [shards, size] + shape[dim + 1:])  # [..., shards, size, ...]
-    after = t.dim() - dim - 1  # axes behind the padded one; F.pad lists pads from the last axis
-    split = F.pad(split, (0, 0) * after + (0, padded - size))  # [..., shards, padded, ...]
+    after = t.dim() - dim - 1  # axes behind the padded one; pads are listed from the last axis
+    split = zero_pad(split, (0, 0) * after + (0, padded - size))  # [..., shards, padded, ...]
     return split.reshape(shape[:dim] + [shards * padded] + shape[dim + 1:])  # [..., shards·padded, ...]
 
 
@@ -115,14 +115,14 @@ def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype
     check_fp8_kernel_group(fn, group_size, k)
     check_fp8_kernel_group(fn, group_size, padded_n)
     w13_q = repack_experts(fn, pad_shards(codes13, 1, GATED_SHARDS, n, padded_n))        # step 2
-    w2_q = repack_experts(fn, F.pad(codes2, (0, padded_n - n)))
+    w2_q = repack_experts(fn, zero_pad(codes2, (0, padded_n - n)))
     s13 = convert_fp8_moe_scales(w13_scale, num_experts=experts, size_n=GATED_SHARDS * n,  # step 3
                                  size_k=k, orig_dtype=dtype, weight_block_size=weight_block_size)
     s2 = convert_fp8_moe_scales(w2_scale, num_experts=experts, size_n=k, size_k=n, orig_dtype=dtype,
                                 weight_block_size=weight_block_size)
     s13 = pad_shards(s13, 2, GATED_SHARDS, n, padded_n)                                  # step 4
     if group_size > 0:
-        s2 = F.pad(s2, (0, 0, 0, (padded_n - n) // group_size))  # [E, padded_n/group, k]
+        s2 = zero_pad(s2, (0, 0, 0, (padded_n - n) // group_size))  # [E, padded_n/group, k]
     s13 = permute_expert_scales(s13, k, permutation_group(group_size, k))                # step 5
     s2 = permute_expert_scales(s2, padded_n, permutation_group(group_size, padded_n))
     b13 = b2 = None

@@ -12,9 +12,10 @@ Rules: hidden_size % 128 (§5), n % 32; scales may be larger than [E, 2n, k/32] 
 sliced to that, as vLLM slices them per expert.
 
     >>> E, n, k = 1, 32, 128                                           # n = 32 pads to 64
-    >>> m = prepare_mxfp8_moe_layer_for_marlin(
-    ...     torch.zeros(E, 2 * n, k, dtype=torch.uint8), torch.zeros(E, k, n, dtype=torch.uint8),
-    ...     torch.full((E, 2 * n, k // 32), 127, dtype=torch.uint8), torch.full((E, k, n // 32), 127, dtype=torch.uint8))
+    >>> w13, w2 = torch.zeros(E, 2 * n, k, dtype=torch.uint8), torch.zeros(E, k, n, dtype=torch.uint8)
+    >>> s13 = torch.full((E, 2 * n, k // 32), 127, dtype=torch.uint8)    # every scale 2^0
+    >>> s2 = torch.full((E, k, n // 32), 127, dtype=torch.uint8)
+    >>> m = prepare_mxfp8_moe_layer_for_marlin(w13, w2, s13, s2)
     >>> m.padded_intermediate, tuple(m.w13_scales.shape), tuple(m.w2_scales.shape)
     (64, (1, 4, 128), (1, 2, 128))
 """
@@ -22,10 +23,9 @@ sliced to that, as vLLM slices them per expert.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .mxfp8_marlin_process_scales import mxfp8_marlin_process_scales
-from .padding import marlin_moe_padded_intermediate
+from .padding import marlin_moe_padded_intermediate, zero_pad
 from .prepare_fp8_moe_layer_for_marlin import (GATED_SHARDS, MarlinMoeLayer, check_moe_weights, pad_shards,
                                                permute_expert_scales, repack_experts)
 from .prepare_mxfp8_layer_for_marlin import MX_BLOCK, slice_mx_scales
@@ -47,14 +47,14 @@ def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *,
     codes13, codes2, experts, k, n = check_moe_weights(fn, w13, w2, MX_BLOCK)  # k % 128, n % 32
     padded_n = marlin_moe_padded_intermediate(n, MX_BLOCK)
     s13 = slice_mx_scales(fn, "w13_scale", w13_scale, GATED_SHARDS * n, k // MX_BLOCK)  # [E, 2n, k/32]
-    s2 = slice_mx_scales(fn, "w2_scale", w2_scale, k, n // MX_BLOCK)              # [E, k, n/32]
+    s2 = slice_mx_scales(fn, "w2_scale", w2_scale, k, n // MX_BLOCK)                  # [E, k, n/32]
     if s13.dim() != 3 or s13.shape[0] != experts or s2.dim() != 3 or s2.shape[0] != experts:
         raise ValueError(f"{fn}: w13_scale and w2_scale must be 3-D with E={experts} experts, got shapes "
                          f"{tuple(w13_scale.shape)} and {tuple(w2_scale.shape)}")
-    w13_q = repack_experts(fn, pad_shards(codes13, 1, GATED_SHARDS, n, padded_n))  # [E, k/16, 4·2·padded_n]
-    w2_q = repack_experts(fn, F.pad(codes2, (0, padded_n - n)))              # [E, padded_n/16, 4k]
-    s13 = pad_shards(s13, 1, GATED_SHARDS, n, padded_n)                            # [E, 2·padded_n, k/32]
-    s2 = F.pad(s2, (0, (padded_n - n) // MX_BLOCK))                          # [E, k, padded_n/32]
+    w13_q = repack_experts(fn, pad_shards(codes13, 1, GATED_SHARDS, n, padded_n))     # [E, k/16, 4·2·padded_n]
+    w2_q = repack_experts(fn, zero_pad(codes2, (0, padded_n - n)))                    # [E, padded_n/16, 4k]
+    s13 = pad_shards(s13, 1, GATED_SHARDS, n, padded_n)                               # [E, 2·padded_n, k/32]
+    s2 = zero_pad(s2, (0, (padded_n - n) // MX_BLOCK))                                # [E, k, padded_n/32]
     return MarlinMoeLayer(w13_q, w2_q,
                           _experts_to_marlin_scales(s13, k, intermediate_dtype),
                           _experts_to_marlin_scales(s2, padded_n, intermediate_dtype),

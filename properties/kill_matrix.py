@@ -35,12 +35,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LAW_FILES = ("tests/test_laws_layout.py", "tests/test_laws_scales.py", "tests/test_laws_prepare.py",
              "tests/test_laws_equivalences.py")
 PROFILE = "ci"
-_DRAW_CASE = re.compile(r"^Draw \d+ \(case\): (\{.*\})\s*$", re.MULTILINE)
+_DRAW_CASE = re.compile(r"^Draw \d+ \(case\): ", re.MULTILINE)
 _REPRO = re.compile(r"Reproduce: python -m properties\.laws (\S+) '([^']*)' '(\{.*?\})' --backend")
 
 
@@ -76,11 +77,19 @@ _CONFIG: dict = {}   # the active config, for pytest_runtest_logreport (reports 
 _CURRENT: dict = {}  # the record of the running test and its start time
 
 
+@pytest.hookimpl(trylast=True)   # after Hypothesis has loaded --hypothesis-profile
 def pytest_configure(config) -> None:
-    if _active(config):
-        import properties.mutants  # noqa: F401  registers the mutant: scheme
-        config.stash[_RECORDS] = {}
-        _CONFIG["config"] = config
+    if not _active(config):
+        return
+    import properties.mutants  # noqa: F401  registers the mutant: scheme
+
+    config.stash[_RECORDS] = {}
+    _CONFIG["config"] = config
+    # the same profile without the explain phase: it re-runs a failure under a tracer only to add text
+    name = settings.get_current_profile_name()
+    settings.register_profile(f"{name}-kill", settings.get_profile(name),
+                              phases=[p for p in Phase if p != Phase.explain])
+    settings.load_profile(f"{name}-kill")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -135,25 +144,47 @@ def pytest_runtest_call(item) -> None:
     handle.inner_test = counted
 
 
+def _balanced(text: str, start: int) -> str | None:
+    """The {...} literal that opens at text[start] (cases hold no braces inside strings)."""
+    depth = 0
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start:i + 1]
+    return None
+
+
 def parse_failure(text: str) -> tuple[dict | None, str | None]:
-    """(shrunk case, Hypothesis' falsifying-example block) from a failure report's text."""
-    block = None
-    start = text.find("Falsifying example")
-    if start >= 0:
-        end = _DRAW_CASE.search(text, start)
-        block = text[start:end.end() if end else start + 2000].strip()
-    case = None
-    drawn = _DRAW_CASE.findall(text)
-    if drawn:
+    r"""(shrunk case, falsifying example) from a failure report: Hypothesis' "Failing test case" /
+    "Falsifying example" block with its `Draw n (case): {...}` line, else the laws' Reproduce note.
+
+    >>> report = ("E       Failing test case: test_matches_oracle(\n"
+    ...           "E           data=data(...),\n"
+    ...           "E       )\n"
+    ...           "E       Draw 1 (case): {'size_k': 16,\n"
+    ...           "E        'size_n': 64}  # or any other generated value\n")
+    >>> parse_failure(report)
+    ({'size_k': 16, 'size_n': 64}, "Failing test case: test_matches_oracle( Draw 1 (case): {'size_k': 16,\n 'size_n': 64}")
+    """
+    plain = "\n".join(line[8:] if line.startswith("E ") else line for line in text.splitlines())
+    case, example = None, None
+    head = max(plain.rfind("Failing test case"), plain.rfind("Falsifying example"))
+    draw = _DRAW_CASE.search(plain, max(head, 0))
+    if draw:
+        literal = _balanced(plain, draw.end())
         try:
-            case = ast.literal_eval(drawn[-1])
+            case = ast.literal_eval(literal) if literal else None
         except (ValueError, SyntaxError):
             case = None
+        if head >= 0:
+            repro = re.search(r"@reproduce_failure\([^)]*\)", plain[draw.start():])
+            parts = [plain[head:].splitlines()[0], draw.group(0) + (literal or ""), repro.group(0) if repro else ""]
+            example = " ".join(p for p in parts if p)
     if case is None:
-        repro = _REPRO.findall(text)
-        if repro:
-            case = json.loads(repro[-1][2])
-    return case, block
+        notes = _REPRO.findall(plain)
+        if notes:
+            case = json.loads(notes[-1][2])
+    return case, example
 
 
 def pytest_runtest_logreport(report) -> None:

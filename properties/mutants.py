@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from marlin_ref.formats import BF16, exponent_bias_of, round_to_dtype
+from marlin_ref.formats import BF16, exponent_bias_of
 from marlin_ref.layout import TILE_N
 from properties import mutations as mu
 from properties.backends import OPERATIONS, Backend, get_backend, register_scheme
@@ -193,7 +193,8 @@ _mutant("interleave8_identity", "8-bit bytes in natural order [0,1,2,3] instead 
     lambda base: _layout_bug(base, "interleave", bits=(8,)))
 _mutant("interleave4_as_8bit", "4-bit nibbles interleaved with the 8-bit [0,2,1,3] per quadruple",
         "§2.3.2, §6.1 item 1", "natural mistake: the two interleaves swapped (§6.1 item 1)",
-        REPACK_OPS, _smallest(16, 64))(
+        REPACK_OPS,
+        {op: {"size_k": 16, "size_n": 64} for op in REPACK_OPS})(
     lambda base: _layout_bug(base, "interleave", bits=(4,), prepares=()))
 _mutant("word_index_warp_major", "word index 64j + 2t + h (warp-major) instead of 8t + 2j + h",
         "§2.3.1, §6.1 item 2", "natural mistake named in §6.1 item 2",
@@ -328,13 +329,8 @@ _mutant("mx_reorder_on_fp8_scales", "the MX [0,2,1,3] reorder also applied to 16
 
 # --- exponent bias (§2.6, §6.1 item 9) --------------------------------------------------------------
 
-def _times_power_of_two(s: np.ndarray, exponent: int) -> np.ndarray:
-    """s * 2^exponent in s's dtype (exact but for overflow/underflow)."""
-    return round_to_dtype(np.ldexp(s.astype(np.float64), exponent), s.dtype).astype(s.dtype)
-
-
 def _unbias(s):
-    return _times_power_of_two(s, -exponent_bias_of(s.dtype))
+    return mu.times_power_of_two(s, -exponent_bias_of(s.dtype))
 
 
 _mutant("exponent_bias_missing_moe", "the MoE FP8 prep forgets fp8_fused_exponent_bias_into_scales",
@@ -343,7 +339,7 @@ _mutant("exponent_bias_missing_moe", "the MoE FP8 prep forgets fp8_fused_exponen
 _mutant("exponent_bias_doubled", "the dense FP8 prep fuses the exponent bias twice",
         "§2.6, §6.1 item 9", "§6.1 item 9 ('applied exactly once')", ("prepare_fp8_layer_for_marlin",))(
     lambda base: _scales(base, ("prepare_fp8_layer_for_marlin",),
-                         lambda s, k, g, mx: _times_power_of_two(s, exponent_bias_of(s.dtype))))
+                         lambda s, k, g, mx: mu.times_power_of_two(s, exponent_bias_of(s.dtype))))
 
 
 @_mutant("exponent_bias_beta8_for_bf16", "β = 8 (the fp16 value) used for bf16 scales instead of 120",
@@ -354,29 +350,21 @@ def _beta8(base):
     fp16_beta = 8
 
     def fuse(out, args):
-        return _times_power_of_two(args["s"], fp16_beta) if out.dtype == BF16 else out
+        return mu.times_power_of_two(args["s"], fp16_beta) if out.dtype == BF16 else out
 
     def unfuse(out, args):
-        return _times_power_of_two(args["s"], -fp16_beta) if out.dtype == BF16 else out
+        return mu.times_power_of_two(args["s"], -fp16_beta) if out.dtype == BF16 else out
 
     def fix(s, k, g, mx):
-        return _times_power_of_two(_unbias(s), fp16_beta) if s.dtype == BF16 else s
+        return mu.times_power_of_two(_unbias(s), fp16_beta) if s.dtype == BF16 else s
     return {"fp8_fused_exponent_bias_into_scales": _after(base, "fp8_fused_exponent_bias_into_scales", fuse),
             "fp8_unfuse_exponent_bias_from_scales": _after(base, "fp8_unfuse_exponent_bias_from_scales", unfuse),
             **_scales(base, FP8, fix)}
 
 
-def _e8m0_times_2_120(s):
-    """What fusing β = 120 into MX scales before the e8m0 cast does to the bytes: b -> b + 120,
-    saturating to 255 (inf/NaN); 0 (a zero pad) and 255 (NaN) unchanged."""
-    b = s.view(np.uint8).astype(np.int32)
-    out = np.where((b == 0) | (b == 255), b, np.minimum(b + 120, 255))
-    return out.astype(np.uint8).view(s.dtype)
-
-
 _mutant("exponent_bias_on_mx", "the exponent bias (×2^120) also fused into MXFP8 scales",
         "§2.6, §2.10, §6.1 item 9", "§2.6 ('Never applied to MXFP8 scales')", MX)(
-    lambda base: _scales(base, MX, lambda s, k, g, mx: _e8m0_times_2_120(s)))
+    lambda base: _scales(base, MX, lambda s, k, g, mx: mu.e8m0_times_power_of_two(s)))
 
 
 # --- scale schemes (§2.8 step 4, §2.9 step 3, §6.1 items 10-12) -------------------------------------
@@ -484,7 +472,7 @@ _mutant("bias_not_permuted", "the bias passed into the kernel left in logical or
         BIAS_OPS + BIAS_PREPARES, {"marlin_permute_bias": {"shape": [32]}})(lambda base: _bias_order(base, None))
 _mutant("bias_grouped_perm", "the bias permuted with the grouped (64) instead of the single (32) table",
         "§2.5, §6.1 item 14", "§2.5 (the bias follows the accumulator layout, like channel-wise scales)",
-        BIAS_OPS + BIAS_PREPARES, {"marlin_permute_bias": {"shape": [64]}})(
+        BIAS_OPS + BIAS_PREPARES, {"marlin_permute_bias": {"shape": [32]}})(
     lambda base: _bias_order(base, mu.scale_order(True)))
 
 

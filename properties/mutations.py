@@ -34,6 +34,7 @@ import functools
 
 import numpy as np
 
+from marlin_ref.formats import round_to_dtype
 from marlin_ref.layout import (BLOCK_N, N8, TILE_K, TILE_N, TILE_SLOTS, THREADS_PER_GROUP,
                                pack_factor)
 from marlin_ref.marlin_permute_scales import grouped_scale_order, single_scale_order
@@ -159,3 +160,18 @@ def gather_map(convert, shape: tuple, digit_base: int = 1024) -> np.ndarray:
         place *= digit_base
         if place >= size:
             return result
+
+
+# --- scale values (§2.6) --------------------------------------------------------------------------
+
+def times_power_of_two(s: np.ndarray, exponent: int) -> np.ndarray:
+    """s * 2^exponent in s's dtype (exact but for overflow/underflow, rounded once)."""
+    return round_to_dtype(np.ldexp(s.astype(np.float64), exponent), s.dtype).astype(s.dtype)
+
+
+def e8m0_times_power_of_two(s: np.ndarray, exponent: int = 120) -> np.ndarray:
+    """What multiplying MX scales by 2^exponent before the e8m0 cast does to the bytes: b -> b + exponent,
+    saturating to 255 (inf/NaN); 0 (a zero pad) and 255 (NaN) unchanged."""
+    b = s.view(np.uint8).astype(np.int32)
+    out = np.where((b == 0) | (b == 255), b, np.minimum(b + exponent, 255))
+    return out.astype(np.uint8).view(s.dtype)

@@ -42,6 +42,11 @@ struct SchemeInfo<kSchemeMx32> {
   static constexpr int kScaleBytes = 1;
 };
 
+// A stage covers whole scale groups, or lies inside one (group 0 = channel-wise: no groups).
+constexpr bool stage_fits_groups(int stage_k, int group) {
+  return group == 0 || stage_k % group == 0 || group % stage_k == 0;
+}
+
 template <int CONFIG, int SCHEME>
 struct Tiling {
   static constexpr ConfigInfo kInfo = kConfigs[CONFIG];
@@ -65,8 +70,7 @@ struct Tiling {
   static constexpr int B_VECS = KC * WN * 64;
   static_assert(B_VECS % kThreads == 0, "B copy must divide evenly among threads");
   static_assert(A_CHUNKS >= 8 && (A_CHUNKS & (A_CHUNKS - 1)) == 0, "A swizzle needs >= 8 chunks, power of 2");
-  static_assert(SCHEME == kSchemeChannel || (KC * kTileK) % kGroup == 0 || kGroup % (KC * kTileK) == 0,
-                "stages must align with scale groups");
+  static_assert(stage_fits_groups(KC * kTileK, kGroup), "stages must align with scale groups");
 };
 
 __device__ inline int swizzle_b(int chunk) { return chunk ^ ((chunk >> 3) & 1); }

@@ -1,0 +1,323 @@
+"""The `marlin-ops:<namespace>` scheme: vLLM's compiled Marlin ops, registered in any `torch.ops.<namespace>`.
+
+A build of vLLM's kernels (vLLM's own `_C`, or a standalone build such as kernels-community's) registers
+`gptq_marlin_repack` and `marlin_gemm` (or `gptq_marlin_gemm`) with one of the schemas of spec §4.3. This
+adapter reads the registered schema (`torch.ops.<ns>.<op>.default._schema`, arguments by name), fills every
+argument by its name and wraps the op as our contract op; every other transform comes from our own torch
+fast path `marlin_fast`, so the kernels are tested with our transforms around them (the version string says
+so). Load the library before resolving the name (import its package, or `torch.ops.load_library(path)`).
+
+    gptq_marlin_repack(b_q_weight, perm, size_k, size_n, num_bits)          our contract (§2.3)
+        2025 snapshot   (b_q_weight, perm, size_k, size_n, num_bits)
+        current         (b_q_weight, perm, size_k, size_n, num_bits, is_a_8bit)     is_a_8bit = False
+        newest          (b_q_weight, size_k, size_n, num_bits, is_a_8bit)           no perm: a non-empty
+                                                                                  perm is "not provided"
+    marlin_gemm(a, b_q_weight, b_scales, b_bias=None, *, size_n, size_k)    our contract (marlin_fast.cuda)
+        2025 snapshot   gptq_marlin_gemm(a, c, b_q_weight, b_scales, global_scale, b_zeros, g_idx, perm,
+                        workspace, b_q_type, size_m, size_n, size_k, is_k_full, use_atomic_add,
+                        use_fp32_reduce, is_zp_float): no b_bias, so the bias is added after the GEMM in
+                        LOGICAL order, as the snapshot's Python wrapper did (output.add_(bias), §2.5, §7):
+                        our b_bias (single-permuted, kernel order) is un-permuted first
+        current         marlin_gemm(a, c, b_q_weight, b_bias, b_scales, a_scales, global_scale, b_zeros,
+                        g_idx, perm, workspace, b_type_id, size_m, ..., is_zp_float): bias into the kernel
+        newest          the same without g_idx, perm and is_k_full
+
+    Values given (§2.13, §4.1, §4.4): c, a_scales, global_scale, zeros, g_idx, perm = None;
+    workspace = int32 zeros of length #SMs (1 on the CPU); b_type_id = FLOAT8_E4M3FN_TYPE_ID (MXFP8 is the
+    same weight type with float8_e8m0fnu scales: uint8 scale codes are viewed as such); size_m = a.shape[0];
+    is_k_full = True, use_atomic_add = False, use_fp32_reduce = True, is_zp_float = False.
+
+    >>> FLOAT8_E4M3FN_TYPE_ID                      # scalar_types.float8_e4m3fn.id (§1)
+    2814749767172868
+    >>> schema_label(REPACK_SCHEMAS, ("b_q_weight", "size_k", "size_n", "num_bits", "is_a_8bit"))
+    'newest (no perm)'
+
+An argument name we do not know, or a missing one we need, makes the op "not provided" with the schema
+in the reason; a namespace without any operator makes every op "not provided". Nothing here crashes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from typing import Callable
+
+from properties.backends import OPERATIONS, Backend, NotProvided, adapt, register_scheme, torch_adapter
+
+SCHEME = "marlin-ops"
+
+# ScalarType id of float8_e4m3fn (§1): exponent 4 | mantissa 3 << 8 | signed << 16 | bias 0 << 17
+# | finite-only << 49 | NaN repr EXTD_RANGE_MAX_MIN (2) << 50. The C++ side keys on kFE4M3fn.
+FLOAT8_E4M3FN_TYPE_ID = 4 | 3 << 8 | 1 << 16 | 0 << 17 | 1 << 49 | 2 << 50
+DENSE_BLOCKS_PER_SM = 1            # marlin_make_workspace_new(device, max_blocks_per_sm=1) for dense GEMMs
+CPU_WORKSPACE = 1                  # a CPU build has no SMs; one lock is enough for a sequential kernel
+CPU_DISPATCH_KEYS = ("CPU", "CompositeExplicitAutograd", "CompositeImplicitAutograd")
+
+REPACK_NAMES = ("gptq_marlin_repack",)
+GEMM_NAMES = ("marlin_gemm", "gptq_marlin_gemm")   # current/newest name; the 2025 snapshot's (and older Python name)
+
+REPACK_SCHEMAS = {
+    ("b_q_weight", "perm", "size_k", "size_n", "num_bits"): "2025 snapshot (perm)",
+    ("b_q_weight", "perm", "size_k", "size_n", "num_bits", "is_a_8bit"): "current (perm, is_a_8bit)",
+    ("b_q_weight", "size_k", "size_n", "num_bits", "is_a_8bit"): "newest (no perm)",
+}
+REPACK_ARGS = frozenset(("b_q_weight", "perm", "size_k", "size_n", "num_bits", "is_a_8bit"))
+REPACK_REQUIRED = frozenset(("b_q_weight", "size_k", "size_n", "num_bits"))
+
+_GEMM_HEAD = ("a", "c_or_none", "b_q_weight")
+_GEMM_FLAGS = ("use_atomic_add", "use_fp32_reduce", "is_zp_float")
+_SIZES = ("size_m", "size_n", "size_k")
+GEMM_SCHEMAS = {
+    _GEMM_HEAD + ("b_scales", "global_scale", "b_zeros_or_none", "g_idx_or_none", "perm_or_none", "workspace",
+                  "b_q_type") + _SIZES + ("is_k_full",) + _GEMM_FLAGS:
+        "2025 snapshot (no b_bias: bias added after the GEMM in logical order)",
+    _GEMM_HEAD + ("b_bias_or_none", "b_scales", "a_scales", "global_scale", "b_zeros_or_none", "g_idx_or_none",
+                  "perm_or_none", "workspace", "b_type_id") + _SIZES + ("is_k_full",) + _GEMM_FLAGS:
+        "current (b_bias into the kernel, g_idx/perm/is_k_full)",
+    _GEMM_HEAD + ("b_bias_or_none", "b_scales", "a_scales", "global_scale", "b_zeros_or_none", "workspace",
+                  "b_type_id") + _SIZES + _GEMM_FLAGS:
+        "newest (b_bias into the kernel, no g_idx/perm/is_k_full)",
+}
+GEMM_ARGS = frozenset(name for names in GEMM_SCHEMAS for name in names)
+GEMM_REQUIRED = frozenset(("a", "b_q_weight", "b_scales", "workspace") + _SIZES)
+GEMM_TYPE_ARGS = frozenset(("b_type_id", "b_q_type"))   # renamed between the snapshot and current vLLM
+
+
+class Unsupported(Exception):
+    """An op cannot be adapted; str(exc) is the "not provided" reason."""
+
+
+def schema_label(table: dict, names: tuple) -> str:
+    """The version name of a known argument list, else a neutral description."""
+    return table.get(tuple(names), "a schema of known argument names")
+
+
+# --- reading registered ops and signatures ------------------------------------------------------------
+
+def registered_ops(namespace: str) -> list[str] | None:
+    """Qualified names of the operators registered under `namespace` (None if torch cannot list them)."""
+    import torch
+    try:
+        names = torch._C._dispatch_get_all_op_names()   # private, stable since torch 1.x; only a diagnostic
+    except Exception:  # noqa: BLE001 - without the listing each op is looked up on its own
+        return None
+    return sorted(n for n in names if n.split("::")[0] == namespace)
+
+
+def find_op(namespace: str, names: tuple[str, ...]):
+    """(name, torch.ops.<namespace>.<name>) for the first registered name, else None."""
+    import torch
+    space = getattr(torch.ops, namespace)
+    for name in names:
+        try:
+            return name, getattr(space, name)
+        except (AttributeError, RuntimeError):   # torch raises AttributeError for a missing op
+            continue
+    return None
+
+
+def signature(fn) -> tuple[tuple[str, ...], frozenset[str], str]:
+    """(argument names in order, names without a default, printable signature) of a torch op or a
+    Python callable. Raises Unsupported when neither a schema nor a Python signature can be read."""
+    packet = fn
+    if hasattr(packet, "overloads") and callable(packet.overloads):   # an OpOverloadPacket: its default
+        overloads = packet.overloads()
+        pick = "default" if "default" in overloads else (overloads[0] if len(overloads) == 1 else None)
+        if pick is None:
+            raise Unsupported(f"{packet} has overloads {overloads} and none is 'default'")
+        packet = getattr(packet, pick)
+    schema = getattr(packet, "_schema", None)
+    if schema is not None:
+        args = schema.arguments
+        return (tuple(a.name for a in args), frozenset(a.name for a in args if not a.has_default_value()),
+                str(schema))
+    import inspect
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise Unsupported(f"cannot read the signature of {fn!r}: {exc}") from None
+    params = [p for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return (tuple(p.name for p in params), frozenset(p.name for p in params if p.default is p.empty),
+            f"{getattr(fn, '__qualname__', fn)}{sig}")
+
+
+def check_arguments(where: str, sig: tuple, known: frozenset, required: frozenset) -> None:
+    """Every argument without a default must be one we can fill, and every argument we need must exist."""
+    names, without_default, text = sig
+    unknown = sorted(without_default - known)
+    lacking = sorted(required - set(names))
+    if unknown or lacking:
+        raise Unsupported(f"{where} has an unknown schema {text}"
+                          + (f"; unknown arguments {unknown}" if unknown else "")
+                          + (f"; lacks {lacking}" if lacking else ""))
+
+
+def _has_kernel(qualname: str, key: str) -> bool:
+    import torch
+    try:
+        return bool(torch._C._dispatch_has_kernel_for_dispatch_key(qualname, key))
+    except Exception:  # noqa: BLE001 - private API; assume no kernel
+        return False
+
+
+def kernel_gap(qualname: str, device: str) -> str | None:
+    """Why `qualname` cannot run on `device` ("cpu"/"cuda"), or None."""
+    import torch
+    if device.startswith("cuda"):
+        return None if torch.cuda.is_available() else "there is no CUDA device"
+    if _has_kernel(qualname, "CUDA") and not any(_has_kernel(qualname, k) for k in CPU_DISPATCH_KEYS):
+        return (f"torch.ops.{qualname.replace('::', '.')} has a CUDA kernel only and there is no CUDA device "
+                f"(torch.cuda.is_available() is False)")
+    return None
+
+
+def op_device(qualname: str, device: str | None) -> str:
+    """The device an op runs on: `device` if given, else CUDA when it has a CUDA kernel and a device exists."""
+    import torch
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() and _has_kernel(qualname, "CUDA") else "cpu"
+    gap = kernel_gap(qualname, device)
+    if gap:
+        raise Unsupported(gap)
+    return device
+
+
+# --- the two wrappers (torch tensors in and out) -----------------------------------------------------
+
+def repack_caller(fn: Callable, sig: tuple, backend: str, where: str) -> Callable:
+    """Our gptq_marlin_repack(b_q_weight, perm, size_k, size_n, num_bits) on a vLLM repack of any §4.3 version."""
+    names = sig[0]
+
+    def gptq_marlin_repack(b_q_weight, perm, size_k, size_n, num_bits):
+        import torch
+        kwargs = {"b_q_weight": b_q_weight, "size_k": size_k, "size_n": size_n, "num_bits": num_bits}
+        if "perm" in names:
+            kwargs["perm"] = torch.empty(0, dtype=torch.int32, device=b_q_weight.device) if perm is None else perm
+        elif perm is not None and perm.numel() > 0:
+            raise NotProvided(backend, "gptq_marlin_repack",
+                              f"{where} takes no perm (act-order was removed in the newest vLLM, spec §4.3), "
+                              f"so a non-empty perm of length {perm.numel()} cannot be passed")
+        if "is_a_8bit" in names:
+            kwargs["is_a_8bit"] = False        # 16-bit activations: the FP8 W8A16 layout (§2.3.1)
+        return fn(**kwargs)
+
+    return gptq_marlin_repack
+
+
+def _sm_count(device) -> int:
+    import torch
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return CPU_WORKSPACE
+
+
+def gemm_caller(fn: Callable, sig: tuple) -> Callable:
+    """Our marlin_gemm(a, b_q_weight, b_scales, b_bias=None, *, size_n, size_k) on a vLLM GEMM op."""
+    names = sig[0]
+    takes_bias = "b_bias_or_none" in names
+
+    def marlin_gemm(a, b_q_weight, b_scales, b_bias=None, *, size_n, size_k):
+        import torch
+        if b_scales.dtype == torch.uint8:   # MXFP8: the kernel keys on the e8m0 dtype of b_scales (§4.1)
+            b_scales = b_scales.view(torch.float8_e8m0fnu)
+        workspace = torch.zeros(_sm_count(a.device) * DENSE_BLOCKS_PER_SM, dtype=torch.int32, device=a.device)
+        values = {
+            "a": a, "c_or_none": None, "b_q_weight": b_q_weight, "b_bias_or_none": b_bias,
+            "b_scales": b_scales, "a_scales": None, "global_scale": None, "b_zeros_or_none": None,
+            "g_idx_or_none": None, "perm_or_none": None, "workspace": workspace,
+            "b_type_id": FLOAT8_E4M3FN_TYPE_ID, "b_q_type": FLOAT8_E4M3FN_TYPE_ID,
+            "size_m": a.shape[0], "size_n": size_n, "size_k": size_k,
+            "is_k_full": True, "use_atomic_add": False, "use_fp32_reduce": True, "is_zp_float": False,
+        }
+        out = fn(**{name: values[name] for name in names if name in values})
+        if b_bias is not None and not takes_bias:
+            # The snapshot adds the bias after the GEMM in logical order (output.add_(bias), §2.5, §7); our
+            # b_bias is in kernel order, so it is un-permuted first. RT(RT(acc) + b), as the kernel's add.
+            from marlin_fast.marlin_permute_bias import marlin_unpermute_bias
+            out = out + marlin_unpermute_bias(b_bias).to(out.dtype)
+        return out
+
+    return marlin_gemm
+
+
+def repack_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str]:
+    """(NumPy-level gptq_marlin_repack on torch.ops.<namespace>, label); raises Unsupported."""
+    found = find_op(namespace, REPACK_NAMES)
+    if found is None:
+        raise Unsupported(f"torch.ops.{namespace} has no gptq_marlin_repack")
+    name, packet = found
+    where = f"torch.ops.{namespace}.{name}"
+    sig = signature(packet)
+    check_arguments(where, sig, REPACK_ARGS, REPACK_REQUIRED)
+    run_on = op_device(f"{namespace}::{name}", device)
+    return (torch_adapter(repack_caller(packet, sig, backend, where), run_on),
+            f"{where} [{schema_label(REPACK_SCHEMAS, sig[0])}] on {run_on}")
+
+
+def gemm_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str]:
+    """(NumPy-level marlin_gemm on torch.ops.<namespace>, label); raises Unsupported."""
+    found = find_op(namespace, GEMM_NAMES)
+    if found is None:
+        raise Unsupported(f"torch.ops.{namespace} has neither {' nor '.join(GEMM_NAMES)}")
+    name, packet = found
+    where = f"torch.ops.{namespace}.{name}"
+    sig = signature(packet)
+    check_arguments(where, sig, GEMM_ARGS, GEMM_REQUIRED)
+    if not GEMM_TYPE_ARGS & set(sig[0]):
+        raise Unsupported(f"{where} has an unknown schema {sig[2]}; lacks one of {sorted(GEMM_TYPE_ARGS)}")
+    run_on = op_device(f"{namespace}::{name}", device)
+    return torch_adapter(gemm_caller(packet, sig), run_on), f"{where} [{schema_label(GEMM_SCHEMAS, sig[0])}] on {run_on}"
+
+
+# --- the backend ---------------------------------------------------------------------------------
+
+def _marlin_fast_version(module) -> str:
+    version = getattr(module, "__version__", None)
+    if version:
+        return str(version)
+    try:
+        return importlib.metadata.version("marlin-ref")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def marlin_ops_backend(namespace: str, *, device: str | None = None) -> Backend:
+    """The Backend "marlin-ops:<namespace>". device: where every op runs (default: the two vLLM ops on CUDA
+    when they have a CUDA kernel and a device exists, else the CPU; marlin_fast on CUDA when available)."""
+    import torch
+
+    name = f"{SCHEME}:{namespace}"
+    if not namespace.isidentifier():
+        raise ValueError(f"get_backend: {name!r}: the namespace {namespace!r} must be a Python identifier "
+                         f"naming a torch.ops namespace, e.g. '{SCHEME}:_C'")
+    registered = registered_ops(namespace)
+    why = None
+    if registered == []:
+        why = (f"torch.ops.{namespace} has no registered operators: no such namespace, or the library that "
+               f"defines it is not loaded (import its package or call torch.ops.load_library(path) before "
+               f"resolving {name!r})")
+    elif find_op(namespace, REPACK_NAMES) is None and find_op(namespace, GEMM_NAMES) is None:
+        why = (f"torch.ops.{namespace} registers neither {' nor '.join(REPACK_NAMES + GEMM_NAMES)}: it is not "
+               f"a build of vLLM's Marlin ops")
+    if why:
+        return Backend(name, f"torch.ops.{namespace}: no Marlin ops", {}, {op: why for op in OPERATIONS})
+    rest_device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    marlin_fast = importlib.import_module("marlin_fast")
+    base = adapt(name, "", marlin_fast, convention="torch", device=rest_device, stems=True)
+    ops, missing, labels = dict(base.ops), dict(base.missing), []
+    for op, build in (("gptq_marlin_repack", repack_op), ("marlin_gemm", gemm_op)):
+        ops.pop(op, None)
+        try:
+            ops[op], label = build(namespace, name, device)
+            missing.pop(op, None)
+        except Unsupported as exc:
+            missing[op], label = str(exc), "not provided"
+        labels.append(f"{op}: {label}")
+    version = (f"{'; '.join(labels)}; every other transform from marlin_fast "
+               f"{_marlin_fast_version(marlin_fast)} (torch {torch.__version__}, {rest_device})")
+    return Backend(name, version, ops, missing)
+
+
+def register() -> None:
+    """Make get_backend resolve "marlin-ops:<namespace>"."""
+    register_scheme(SCHEME, marlin_ops_backend)

@@ -1,0 +1,380 @@
+"""The `vllm` backend: vLLM's own Python functions behind the backend seam, when vLLM is importable.
+
+Each contract op is looked up on its own; what the installed vLLM lacks is "not provided" with the reason,
+and without vLLM every op is "not provided: vllm is not importable" (nothing is ever installed or fetched).
+
+    contract op                          vLLM function
+    pack_fp8_to_int32                    marlin_utils_fp8.pack_fp8_to_int32 (uint8 codes viewed as e4m3fn)
+    fp8_fused_exponent_bias_into_scales  marlin_utils_fp8.fp8_fused_exponent_bias_into_scales
+    mxfp8_marlin_process_scales          marlin_utils_fp8.mxfp8_marlin_process_scales
+    prepare_fp8_layer_for_marlin         marlin_utils_fp8.prepare_fp8_layer_for_marlin(layer, size_k_first, input_dtype)
+    prepare_fp8_moe_layer_for_marlin     marlin_utils_fp8.prepare_fp8_moe_layer_for_marlin(layer, w13, w2, s13, s2)
+                                         or the older prepare_moe_fp8_layer_for_marlin(layer, size_k_first)
+    prepare_mxfp8_layer_for_marlin       marlin_utils_fp8.prepare_mxfp8_layer_for_marlin(layer)
+    prepare_mxfp8_moe_layer_for_marlin   marlin_utils_fp8.prepare_mxfp8_moe_layer_for_marlin(layer, w13, w2, s13, s2)
+    marlin_permute_scales, marlin_permute_bias, marlin_padded_nk, marlin_moe_padded_intermediate
+                                         marlin_utils.<same name>
+    gptq_marlin_repack                   _custom_ops.gptq_marlin_repack, signature detected (perm, is_a_8bit, §4.3)
+    marlin_gemm                          torch.ops._C (vLLM's compiled ops), through properties.adapters.marlin_ops
+    (marlin_utils_fp8 and marlin_utils live in vllm.model_executor.layers.quantization.utils)
+
+vLLM's prepare_* take a `layer` (a torch.nn.Module) and replace its parameters, or return new tensors. The
+adapter builds the layer vLLM would hold, with CLONES of our inputs (vLLM may rewrite a parameter in place;
+our inputs are never mutated), calls vLLM, and reads the result back into marlin_ref's MarlinLayer /
+MarlinMoeLayer:
+
+    layer attribute (spec)                           from our arguments
+    weight, weight_scale, bias (§2.8, §2.10)         weight (fp8), weight_scale, bias cast to orig_dtype
+                                                     (bfloat16 for MXFP8, its only activation dtype, §4.2)
+    input_size_per_partition / output_size_...       K / N of the weight
+    orig_dtype = params_dtype, weight_block_size,    orig_dtype, weight_block_size, logical_widths (set
+    logical_widths (§2.8)                            only when given: vLLM reads getattr(.., [])))
+    num_experts, hidden_size,                        E, k, n of w13 [E, 2n, k] and w2 [E, k, n] (§2.9);
+    intermediate_size_per_partition, w13_weight...   the older MoE prep reads w13/w2 weights and scales
+                                                     from the layer and is called with size_k_first=False
+    torch.get_default_dtype() (§2.10 hazard)         intermediate_dtype, set around the MXFP8 calls only
+
+    read back: qweight = layer.weight (or the returned tensor); padded_k = rows * 16, padded_n = cols / 4
+    (marlin_repacked_nk, §2.11); group_size = block_k or -1 (32 for MXFP8).
+
+MoE biases: vLLM's newest MoE prep takes none; vLLM permutes MoE biases with marlin_permute_bias per expert
+(§2.9 item 6), which the adapter applies after casting to orig_dtype and zero-padding w13_bias per shard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from typing import Callable
+
+from marlin_ref.prepare_fp8_layer_for_marlin import MarlinLayer
+from marlin_ref.prepare_fp8_moe_layer_for_marlin import MarlinMoeLayer
+from properties.adapters.marlin_ops import (REPACK_ARGS, REPACK_REQUIRED, REPACK_SCHEMAS, Unsupported,
+                                            check_arguments, gemm_op, kernel_gap, registered_ops,
+                                            repack_caller, schema_label, signature)
+from properties.backends import OPERATIONS, Backend, BackendError, NotProvided, register_backend, torch_adapter
+
+NAME = "vllm"
+_UTILS = "vllm.model_executor.layers.quantization.utils"
+FP8_UTILS, UTILS, CUSTOM_OPS = f"{_UTILS}.marlin_utils_fp8", f"{_UTILS}.marlin_utils", "vllm._custom_ops"
+VLLM_OPS_NAMESPACE = "_C"
+MARLIN_TILE = 16           # Marlin weight rows hold 16 k (§2.3): padded_k = rows * 16
+FP8_PACK_FACTOR = 4        # 8-bit: 4 codes per int32, so padded_n = cols * 4 / 16 (§2.11)
+MX_BLOCK = 32              # OCP MX: one e8m0 scale per 32 weights along K (§2.10)
+
+# contract op -> (vLLM module, vLLM names, newest first)
+SOURCES = {
+    "pack_fp8_to_int32": (FP8_UTILS, ("pack_fp8_to_int32",)),
+    "fp8_fused_exponent_bias_into_scales": (FP8_UTILS, ("fp8_fused_exponent_bias_into_scales",)),
+    "mxfp8_marlin_process_scales": (FP8_UTILS, ("mxfp8_marlin_process_scales",)),
+    "prepare_fp8_layer_for_marlin": (FP8_UTILS, ("prepare_fp8_layer_for_marlin",)),
+    "prepare_fp8_moe_layer_for_marlin": (FP8_UTILS, ("prepare_fp8_moe_layer_for_marlin",
+                                                     "prepare_moe_fp8_layer_for_marlin")),
+    "prepare_mxfp8_layer_for_marlin": (FP8_UTILS, ("prepare_mxfp8_layer_for_marlin",)),
+    "prepare_mxfp8_moe_layer_for_marlin": (FP8_UTILS, ("prepare_mxfp8_moe_layer_for_marlin",)),
+    "marlin_permute_scales": (UTILS, ("marlin_permute_scales",)),
+    "marlin_permute_bias": (UTILS, ("marlin_permute_bias",)),
+    "marlin_padded_nk": (UTILS, ("marlin_padded_nk",)),
+    "marlin_moe_padded_intermediate": (UTILS, ("marlin_moe_padded_intermediate",)),
+    "gptq_marlin_repack": (CUSTOM_OPS, ("gptq_marlin_repack",)),
+}
+REPACKING = frozenset(op for op in SOURCES if op.startswith("prepare_")) | {"gptq_marlin_repack"}
+_INVERSE = "vLLM has no inverse transforms (they are this suite's own)"
+_INLINE = "vLLM converts scales inline in its prepare_* functions (no function of its own; tested through them)"
+NO_EQUIVALENT = {
+    **dict.fromkeys(("unpack_fp8_from_int32", "gptq_marlin_unrepack", "marlin_unpermute_scales",
+                     "marlin_unpermute_bias", "fp8_unfuse_exponent_bias_from_scales",
+                     "mxfp8_marlin_unprocess_scales"), _INVERSE),
+    **dict.fromkeys(("convert_fp8_scales", "convert_fp8_moe_scales", "mxfp8_scales_to_float"), _INLINE),
+    "uses_grouped_scale_permutation": "vLLM makes this choice inside marlin_permute_scales (no function of its own)",
+}
+
+
+# --- torch helpers -----------------------------------------------------------------------------
+
+def _e4m3(t):
+    """fp8 weights as vLLM asserts them: float8_e4m3fn (our uint8 codes are viewed, not converted)."""
+    import torch
+    return t.view(torch.float8_e4m3fn) if t.dtype == torch.uint8 else t
+
+
+def _rank(op: str, name: str, t, rank: int):
+    if t.dim() != rank:
+        raise ValueError(f"{op}: {name} must be {rank}-D, got shape {tuple(t.shape)}")
+    return t
+
+
+def _layer(tensors: dict, **attrs):
+    """A torch.nn.Module holding clones of `tensors` as frozen Parameters (None kept) and plain `attrs`."""
+    import torch
+    layer = torch.nn.Module()
+    for name, t in tensors.items():
+        layer.register_parameter(name, None if t is None else torch.nn.Parameter(t.clone(), requires_grad=False))
+    for name, value in attrs.items():
+        setattr(layer, name, value)
+    return layer
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype):
+    """vLLM's MXFP8 prep converts scales through torch.get_default_dtype() (§2.10): set it for one call."""
+    import torch
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _padded_nk(qweight) -> tuple[int, int]:
+    """(padded_k, padded_n) of a Marlin FP8 weight [..., K/16, 4N] (marlin_repacked_nk, §2.11)."""
+    rows, cols = qweight.shape[-2:]
+    return rows * MARLIN_TILE, cols * FP8_PACK_FACTOR // MARLIN_TILE
+
+
+def _dtypes():
+    from marlin_fast.formats import as_activation_dtype, as_float_dtype, as_torch_dtype
+    return as_activation_dtype, as_float_dtype, as_torch_dtype
+
+
+# --- one builder per contract op: (vLLM function, context) -> torch-level callable ----------------------
+
+class _Context:
+    def __init__(self, fns: dict):
+        self.fns = fns      # contract op -> the vLLM function found for it
+        self.labels = []    # what was detected, for the version string
+
+    def permute_bias(self, op: str):
+        fn = self.fns.get("marlin_permute_bias")
+        if fn is None:
+            raise NotProvided(NAME, op, "MoE biases need vLLM's marlin_permute_bias, which this vLLM lacks")
+        return fn
+
+
+def _direct(fn, ctx):
+    return fn
+
+
+def _pack(fn, ctx):
+    def pack_fp8_to_int32(fp8, size_k_first=True):
+        return fn(_e4m3(fp8), size_k_first=size_k_first)
+    return pack_fp8_to_int32
+
+
+def _permute_scales(fn, ctx):
+    def marlin_permute_scales(s, size_k, size_n, group_size):
+        return fn(s=s, size_k=size_k, size_n=size_n, group_size=group_size)
+    return marlin_permute_scales
+
+
+def _repack(fn, ctx):
+    where = f"{CUSTOM_OPS}.gptq_marlin_repack"
+    sig = signature(fn)
+    check_arguments(where, sig, REPACK_ARGS, REPACK_REQUIRED)
+    ctx.labels.append(f"gptq_marlin_repack: {schema_label(REPACK_SCHEMAS, sig[0])}")
+    return repack_caller(fn, sig, NAME, where)
+
+
+def _prepare_fp8(fn, ctx):
+    names = signature(fn)[0]
+
+    def prepare_fp8_layer_for_marlin(weight, weight_scale, *, orig_dtype, size_k_first=True,
+                                     weight_block_size=None, logical_widths=None, bias=None, input_dtype=None):
+        op = "prepare_fp8_layer_for_marlin"
+        as_activation_dtype, _, as_torch_dtype = _dtypes()
+        dtype = as_activation_dtype(orig_dtype, op, "orig_dtype")
+        weight = _rank(op, "weight", _e4m3(weight), 2)
+        size_k, size_n = weight.shape if size_k_first else weight.shape[::-1]
+        attrs = dict(orig_dtype=dtype, params_dtype=dtype, input_size_per_partition=size_k,
+                     output_size_per_partition=size_n,
+                     weight_block_size=None if weight_block_size is None else list(weight_block_size))
+        if logical_widths is not None:
+            attrs["logical_widths"] = list(logical_widths)
+        layer = _layer({"weight": weight, "weight_scale": weight_scale,
+                        "bias": None if bias is None else bias.to(dtype)}, **attrs)
+        kwargs = {"size_k_first": size_k_first}
+        if input_dtype is not None:
+            if "input_dtype" not in names:
+                raise NotProvided(NAME, op, f"this vLLM's {op}{names} takes no input_dtype")
+            kwargs["input_dtype"] = as_torch_dtype(input_dtype, op, "input_dtype")
+        fn(layer, **kwargs)
+        padded_k, padded_n = _padded_nk(layer.weight)
+        group_size = -1 if weight_block_size is None else int(weight_block_size[1])
+        return MarlinLayer(layer.weight.detach(), layer.weight_scale.detach(),
+                           None if bias is None else layer.bias.detach(),
+                           size_k, size_n, padded_k, padded_n, group_size)
+    return prepare_fp8_layer_for_marlin
+
+
+def _moe_bias(ctx, op: str, bias, shards: int, n: int, padded_n: int):
+    """[E, shards*n] -> zero-padded per shard to [E, shards*padded_n], then vLLM's permutation per expert."""
+    import torch
+    permute = ctx.permute_bias(op)
+    e = bias.shape[0]
+    split = bias.reshape(e, shards, n)                                         # [E, shards, n]
+    padded = torch.nn.functional.pad(split, (0, padded_n - n))                 # [E, shards, pn]
+    padded = padded.reshape(e, shards * padded_n)                              # [E, shards*pn]
+    return torch.stack([permute(padded[x].clone()) for x in range(e)])        # [E, shards*pn]
+
+
+def _prepare_fp8_moe(fn, ctx):
+    returns_tensors = "size_k_first" not in signature(fn)[0]   # newest (layer, w13, w2, s13, s2) -> tuple
+
+    def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype, weight_block_size=None,
+                                         w13_bias=None, w2_bias=None):
+        op = "prepare_fp8_moe_layer_for_marlin"
+        dtype = _dtypes()[0](orig_dtype, op, "orig_dtype")
+        w13, w2 = _rank(op, "w13", _e4m3(w13), 3), _rank(op, "w2", _e4m3(w2), 3)
+        e, k, n = w13.shape[0], w13.shape[2], w2.shape[2]
+        attrs = dict(num_experts=e, hidden_size=k, intermediate_size_per_partition=n, orig_dtype=dtype,
+                     params_dtype=dtype,
+                     weight_block_size=None if weight_block_size is None else list(weight_block_size))
+        biases = {name: b.to(dtype) for name, b in (("w13_bias", w13_bias), ("w2_bias", w2_bias)) if b is not None}
+        if returns_tensors:
+            layer = _layer({"w13_weight": w13, "w2_weight": w2}, **attrs)
+            q13, q2, s13, s2 = fn(layer, w13.clone(), w2.clone(), w13_scale.clone(), w2_scale.clone())
+            pn = _padded_nk(q2)[0]
+            b13 = None if w13_bias is None else _moe_bias(ctx, op, biases["w13_bias"], 2, n, pn)
+            b2 = None if w2_bias is None else _moe_bias(ctx, op, biases["w2_bias"], 1, k, k)
+        else:   # the older prep rewrites the layer's parameters (and permutes the biases itself)
+            layer = _layer({"w13_weight": w13, "w2_weight": w2, "w13_weight_scale": w13_scale,
+                            "w2_weight_scale": w2_scale, **biases}, **attrs)
+            fn(layer, size_k_first=False)
+            q13, q2, s13, s2 = layer.w13_weight, layer.w2_weight, layer.w13_weight_scale, layer.w2_weight_scale
+            b13 = layer.w13_bias.detach() if w13_bias is not None else None
+            b2 = layer.w2_bias.detach() if w2_bias is not None else None
+        group_size = -1 if weight_block_size is None else int(weight_block_size[1])
+        return MarlinMoeLayer(q13.detach(), q2.detach(), s13.detach(), s2.detach(), b13, b2, e, k, n,
+                              _padded_nk(q2)[0], group_size)
+    return prepare_fp8_moe_layer_for_marlin
+
+
+def _prepare_mxfp8(fn, ctx):
+    def prepare_mxfp8_layer_for_marlin(weight, weight_scale, *, bias=None, intermediate_dtype="bfloat16"):
+        import torch
+        op = "prepare_mxfp8_layer_for_marlin"
+        intermediate = _dtypes()[1](intermediate_dtype, op, "intermediate_dtype")
+        weight = _rank(op, "weight", _e4m3(weight), 2)
+        size_n, size_k = weight.shape                                              # [N, K]
+        layer = _layer({"weight": weight, "weight_scale": weight_scale,
+                        "bias": None if bias is None else bias.to(torch.bfloat16)},
+                       input_size_per_partition=size_k, output_size_per_partition=size_n,
+                       params_dtype=torch.bfloat16)
+        with _default_dtype(intermediate):
+            fn(layer)
+        padded_k, padded_n = _padded_nk(layer.weight)
+        return MarlinLayer(layer.weight.detach(), layer.weight_scale.detach(),
+                           None if bias is None else layer.bias.detach(),
+                           size_k, size_n, padded_k, padded_n, MX_BLOCK)
+    return prepare_mxfp8_layer_for_marlin
+
+
+def _prepare_mxfp8_moe(fn, ctx):
+    def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, intermediate_dtype="bfloat16"):
+        import torch
+        op = "prepare_mxfp8_moe_layer_for_marlin"
+        intermediate = _dtypes()[1](intermediate_dtype, op, "intermediate_dtype")
+        w13, w2 = _rank(op, "w13", _e4m3(w13), 3), _rank(op, "w2", _e4m3(w2), 3)
+        e, k, n = w13.shape[0], w13.shape[2], w2.shape[2]
+        layer = _layer({}, num_experts=e, hidden_size=k, intermediate_size_per_partition=n,
+                       params_dtype=torch.bfloat16)
+        with _default_dtype(intermediate):
+            q13, q2, s13, s2 = fn(layer, w13.clone(), w2.clone(), w13_scale.clone(), w2_scale.clone())
+        return MarlinMoeLayer(q13.detach(), q2.detach(), s13.detach(), s2.detach(), None, None, e, k, n,
+                              _padded_nk(q2)[0], MX_BLOCK)
+    return prepare_mxfp8_moe_layer_for_marlin
+
+
+BUILDERS: dict[str, Callable] = {
+    "pack_fp8_to_int32": _pack, "fp8_fused_exponent_bias_into_scales": _direct,
+    "mxfp8_marlin_process_scales": _direct, "marlin_permute_scales": _permute_scales,
+    "marlin_permute_bias": _direct, "marlin_padded_nk": _direct, "marlin_moe_padded_intermediate": _direct,
+    "gptq_marlin_repack": _repack, "prepare_fp8_layer_for_marlin": _prepare_fp8,
+    "prepare_fp8_moe_layer_for_marlin": _prepare_fp8_moe, "prepare_mxfp8_layer_for_marlin": _prepare_mxfp8,
+    "prepare_mxfp8_moe_layer_for_marlin": _prepare_mxfp8_moe,
+}
+
+
+# --- discovery and the backend --------------------------------------------------------------------
+
+def _broken(op: str, message: str, exc: BaseException) -> Callable:
+    """vLLM is installed but a module of it raises on import: using the op fails, it is never skipped."""
+    def call(*args, **kwargs):
+        raise BackendError(f"{op}: {message}") from exc
+    return call
+
+
+def _import(module: str):
+    """(module, None) or (None, reason) for a module vLLM lacks; other import errors propagate."""
+    try:
+        return importlib.import_module(module), None
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):   # it or a parent is absent
+            return None, f"this vLLM has no module {module}"
+        raise
+
+
+def vllm_backend(device: str | None = None) -> Backend:
+    """The Backend "vllm". device: where tensors go (default: CUDA when available, else the CPU)."""
+    try:
+        vllm = importlib.import_module("vllm")
+    except ModuleNotFoundError as exc:
+        if exc.name != "vllm":
+            raise BackendError(f"backend {NAME!r}: importing vllm failed: {exc}") from exc
+        return Backend(NAME, "absent", {}, {op: f"vllm is not importable ({exc})" for op in OPERATIONS})
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    version = str(getattr(vllm, "__version__", "unknown"))
+    modules, found, missing, ops = {}, {}, dict(NO_EQUIVALENT), {}
+    for module in dict.fromkeys(m for m, _ in SOURCES.values()):
+        try:
+            modules[module] = _import(module)
+        except Exception as exc:  # noqa: BLE001 - a broken vLLM fails the tests that use it
+            modules[module] = (None, exc)
+    for op, (module, names) in SOURCES.items():
+        mod, why = modules[module]
+        if isinstance(why, BaseException):
+            ops[op] = _broken(op, f"importing {module} failed: {type(why).__name__}: {why}", why)
+        elif mod is None:
+            missing[op] = why
+        else:
+            fn = next((getattr(mod, n) for n in names if callable(getattr(mod, n, None))), None)
+            if fn is None:
+                missing[op] = f"vllm {version} has no {' or '.join(names)} in {module}"
+            else:
+                found[op] = fn
+    # vLLM's repack is a CUDA op: on the CPU, a registered _C repack without a CPU kernel is "not provided"
+    gap = None
+    if registered_ops(VLLM_OPS_NAMESPACE):
+        gap = kernel_gap(f"{VLLM_OPS_NAMESPACE}::gptq_marlin_repack", device)
+    for op in sorted(REPACKING & set(found)) if gap else ():
+        missing[op] = f"it runs vLLM's gptq_marlin_repack and {gap}"
+        del found[op]
+
+    ctx = _Context(found)
+    for op, fn in found.items():
+        try:
+            ops[op] = torch_adapter(BUILDERS[op](fn, ctx), device)
+        except Unsupported as exc:
+            missing[op] = str(exc)
+    mod, why = modules[CUSTOM_OPS]            # importing it loads vllm._C, whose ops marlin_gemm needs
+    if isinstance(why, BaseException):
+        ops["marlin_gemm"] = _broken("marlin_gemm", f"importing {CUSTOM_OPS} failed: {why}", why)
+    elif mod is None:
+        missing["marlin_gemm"] = f"{why} (it loads vLLM's compiled ops)"
+    else:
+        try:
+            ops["marlin_gemm"], label = gemm_op(VLLM_OPS_NAMESPACE, NAME, device)
+            ctx.labels.append(f"marlin_gemm: {label}")
+        except Unsupported as exc:
+            missing["marlin_gemm"] = str(exc)
+    details = f" ({'; '.join(ctx.labels)})" if ctx.labels else ""
+    return Backend(NAME, f"vllm {version} ({device}){details}", ops,
+                   {op: why for op, why in missing.items() if op not in ops})
+
+
+def register() -> None:
+    """Make get_backend resolve "vllm" (built lazily, on first use)."""
+    register_backend(NAME, vllm_backend)
