@@ -43,6 +43,25 @@ for stage in "$@"; do
       done
       grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers|Stall|Warp Cycles" \
         "$OUT/ncu.log" | head -40 ;;
+    ncu-stalls)
+      m=dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum
+      m=$m,sm__cycles_active.min,sm__cycles_active.max,sm__cycles_active.avg,sm__cycles_elapsed.max
+      for r in barrier long_scoreboard wait mio_throttle lg_throttle short_scoreboard math_pipe_throttle \
+               not_selected selected dispatch_stall drain no_instruction membar imc_miss branch_resolving; do
+        m=$m,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio
+      done
+      for args in "1 8192 8192 channel 0 4" "1 8192 8192 channel 0 2" "1 28672 4096 channel 0 1" "1024 8192 8192 channel 3 1"; do
+        echo "== $args" >> "$OUT/ncu.log"
+        timeout 120 ncu --target-processes all -k regex:marlin_gemm_kernel --launch-skip 3 --launch-count 1 \
+          --metrics "$m" python3 bench/probe_gpu.py one $args 2>&1 | grep -v "^==PROF==" >> "$OUT/ncu.log"
+      done
+      grep -E "^==|dram__|duration|cycles_active|stalled" "$OUT/ncu.log" | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | head -100 ;;
+    sass)
+      so=$(ls "$MARLIN_FAST_BUILD_DIR"/*.so | head -1)
+      cuobjdump -sass -fun '_ZN11marlin_fast18marlin_gemm_kernelI13__nv_bfloat16Li0ELi0EEEvNS_8GemmArgsE' "$so" \
+        > "$OUT/sass_bf16_channel_c0.txt" 2>&1
+      grep -oE '^\s+/\*[0-9a-f]{4}\*/\s+[A-Z0-9_.]+' "$OUT/sass_bf16_channel_c0.txt" | awk '{print $2}' \
+        | sed 's/\..*//' | sort | uniq -c | sort -rn | head -25 ;;
     sanitize)
       timeout 400 bash bench/sanitize.sh 2>&1 | tee "$OUT/sanitize.log" | tail -15
       [ "${PIPESTATUS[0]}" = 0 ] || status=1 ;;

@@ -31,7 +31,8 @@ LAYOUT_BUG_MUTANTS = {"interleave": ("interleave8_identity", "interleave4_as_8bi
 
 def _same(a, b) -> bool:
     a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and a.dtype == b.dtype and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+    return (a.shape == b.shape and a.dtype == b.dtype
+            and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes())
 
 
 def _weight_candidates(want: np.ndarray, layout: report.MarlinWeight):

@@ -229,17 +229,16 @@ class MutantResult:
     output_tail: str = ""
 
 
-def subprocess_command(name: str, record: Path, *, ops=None, stop_first: bool = False, base: str | None = None,
-                   extra=()) -> list[str]:
+def subprocess_command(name: str, record: Path, *, ops=None, stop_first: bool = False,
+                       base: str | None = None) -> list[str]:
+    """The pytest command line that runs the laws on mutant `name` and records to `record`."""
     backend = f"mutant:{name}" + (f"@{base}" if base else "")
     cmd = [sys.executable, "-m", "pytest", *LAW_FILES, "--marlin-backend", backend, f"--hypothesis-profile={PROFILE}",
            "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "properties.kill_matrix",
            "--marlin-kill-record", str(record), "--no-header", "-rN", "-o", "addopts="]
     if ops:
         cmd += ["--marlin-kill-ops", ",".join(ops)]
-    if stop_first:
-        cmd.append("-x")
-    return cmd + list(extra)
+    return cmd + (["-x"] if stop_first else [])
 
 
 def shrinking_gaps(mutant, tests: list) -> list:
@@ -265,7 +264,8 @@ def run_mutant(name: str, *, relevant: bool = True, stop_first: bool = False, ba
         record = Path(tmp) / "record.json"
         cmd = subprocess_command(name, record, ops=mutant.operations if relevant else None,
                              stop_first=stop_first, base=base)
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        # one thread per subprocess: the mutants already run in parallel, and torch would oversubscribe
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         env.pop("CI", None)   # the profile is given explicitly
         start = time.perf_counter()
         try:
@@ -332,7 +332,11 @@ def write_reports(results: list[MutantResult], out: Path) -> tuple[Path, Path]:
     """<out>.json (every record) and <out>.md (the matrix)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out.with_suffix(".json"), out.with_suffix(".md")
-    json_path.write_text(json.dumps([asdict(r) for r in results], indent=1), encoding="utf-8")
+    records = [asdict(r) for r in results]
+    for record in records:   # pytest's own output only where the records do not explain the verdict
+        if record["killed"] and record["tests"]:
+            record["output_tail"] = ""
+    json_path.write_text(json.dumps(records, indent=1), encoding="utf-8")
     md_path.write_text(to_markdown(results), encoding="utf-8")
     return json_path, md_path
 

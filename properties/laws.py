@@ -89,8 +89,8 @@ def inputs_never_mutated(backend: Backend, row: Transform, case: dict) -> None:
 
 def _slots(words: np.ndarray, num_bits: int) -> np.ndarray:
     """Flat bytes (8-bit) or nibbles (4-bit, low nibble first) of little-endian int32 words."""
-    b = np.ascontiguousarray(words).reshape(-1).view(np.uint8)
-    return b if num_bits == 8 else np.stack([b & 0xF, b >> 4], axis=1).reshape(-1)
+    b = np.ascontiguousarray(words).reshape(-1).view(np.uint8)                # [4 * words]
+    return b if num_bits == 8 else np.stack([b & 0xF, b >> 4], axis=1).reshape(-1)   # [8 * words]
 
 
 def repack_is_a_permutation(backend: Backend, row: Transform, case: dict) -> None:
@@ -118,7 +118,8 @@ def repack_moves_one_byte(backend: Backend, row: Transform, case: dict) -> None:
     codes = gptq_unpack(kwargs["b_q_weight"], bits)
     codes[k, n] ^= (1 << bits) - 1
     changed = {**kwargs, "b_q_weight": gptq_pack(codes, bits)}
-    diff = np.flatnonzero(_slots(run_op(backend, row.op, kwargs), bits) != _slots(run_op(backend, row.op, changed), bits))
+    before, after = run_op(backend, row.op, kwargs), run_op(backend, row.op, changed)
+    diff = np.flatnonzero(_slots(before, bits) != _slots(after, bits))
     want = locate(k, n, size_n=kwargs["size_n"], num_bits=bits).byte_offset
     if diff.tolist() != [want]:
         layout = report.MarlinWeight(kwargs["size_k"], kwargs["size_n"], bits)
@@ -186,12 +187,12 @@ def size_k_first_transposes(backend: Backend, row: Transform, case: dict) -> Non
     [N, K/4] and is transposed first."""
     kwargs = row.build({**case, "size_k_first": True})
     key = "fp8" if row.op == "pack_fp8_to_int32" else "weight"
-    flipped = {**kwargs, key: np.ascontiguousarray(kwargs[key].T), "size_k_first": False}
-    if case.get("scheme") == "block":
+    flipped = {**kwargs, key: np.ascontiguousarray(kwargs[key].T), "size_k_first": False}   # W [N, K]
+    if case.get("scheme") == "block":   # k-major [⌈K/bk⌉, ⌈N/bn⌉] -> n-major [⌈N/bn⌉, ⌈K/bk⌉]
         flipped["weight_scale"] = np.ascontiguousarray(kwargs["weight_scale"].T)
     a, b = run_op(backend, row.op, kwargs), run_op(backend, row.op, flipped)
     if row.op == "pack_fp8_to_int32":
-        b = np.ascontiguousarray(b.T)
+        b = np.ascontiguousarray(b.T)                                           # [N, K/4] -> [K/4, N]
     _compare(a, b, row=row, case={**case, "size_k_first": True},
              where=f"{row.name} on {backend.name!r}: size_k_first=True on W vs False on Wᵀ")
 

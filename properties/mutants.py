@@ -145,6 +145,11 @@ def _biases(layer, fix):
     return layer._replace(**{f: fix(getattr(layer, f)) for f in fields if getattr(layer, f) is not None})
 
 
+def _is_false(flag) -> bool:
+    """size_k_first=False given as a bool (anything else is left to the correct op to reject)."""
+    return isinstance(flag, (bool, np.bool_)) and not flag
+
+
 def _marlin_ok(m, size_k, size_n, num_bits) -> bool:
     """A well-formed Marlin weight (else the correct op is left to raise its own error)."""
     try:
@@ -187,6 +192,7 @@ def _smallest(size_k: int, size_n: int, prepare_kn: tuple = (128, 64)) -> dict:
     return {"gptq_marlin_repack": tile, "gptq_marlin_unrepack": tile,
             "prepare_fp8_layer_for_marlin": {"size_k": prepare_kn[0], "size_n": prepare_kn[1]}}
 
+
 _mutant("interleave8_identity", "8-bit bytes in natural order [0,1,2,3] instead of [0,2,1,3]",
         "§2.3.2, §6.1 item 1", "natural mistake; is_a_8bit's [0,1,2,3] order used for W8A16 (§2.3.1, §6.1 item 26)",
         REPACK_OPS + DENSE + MOE, _smallest(16, 64))(
@@ -210,7 +216,7 @@ _mutant("tile_order_n_reversed", "the 16x64 tiles of a row stored in decreasing 
     lambda base: _layout_bug(base, "tile_n_reversed"))
 _mutant("tile_order_k_major", "tiles stored k-major (nt*(K/16) + kt) instead of one row per k slab",
         "§2.3.1, §6.1 item 4", "natural mistake in the tile walk",
-        REPACK_OPS + DENSE + MOE, _smallest(32, 128, (256, 128)))(
+        REPACK_OPS + DENSE + MOE, _smallest(32, 128, (128, 128)))(
     lambda base: _layout_bug(base, "tile_k_major"))
 
 
@@ -228,11 +234,11 @@ def _act_order(base):
          ("pack_fp8_to_int32", "unpack_fp8_from_int32"), {"pack_fp8_to_int32": {"size_k_first": False}})
 def _pack_transposed(base):
     def pack(out, args):
-        return np.ascontiguousarray(out.T) if args["size_k_first"] is False and out.ndim == 2 else out
+        return np.ascontiguousarray(out.T) if _is_false(args["size_k_first"]) and out.ndim == 2 else out
 
     def unpack_input(args):
         packed = args["packed"]
-        if args["size_k_first"] is False and isinstance(packed, np.ndarray) and packed.ndim == 2:
+        if _is_false(args["size_k_first"]) and isinstance(packed, np.ndarray) and packed.ndim == 2:
             packed = np.ascontiguousarray(packed.T)
         return {**args, "packed": packed}
     return {"pack_fp8_to_int32": _after(base, "pack_fp8_to_int32", pack),
@@ -258,12 +264,11 @@ def _big_endian(base):
 
 @_mutant("square_weight_untransposed", "an [N, K] weight with N == K is taken as [K, N] (shape heuristic)",
          "§2.8 step 3, §6.1 item 6", "vLLM issue #44110 (heuristic from PR #38092; fixed by PR #44735)",
-         ("prepare_fp8_layer_for_marlin",),
-         {"prepare_fp8_layer_for_marlin": {"size_k": 128, "size_n": 128}})
+         ("prepare_fp8_layer_for_marlin",))
 def _square(base):
     def change(args):
         weight = args["weight"]
-        if args["size_k_first"] is False and np.ndim(weight) == 2 and weight.shape[0] == weight.shape[1]:
+        if _is_false(args["size_k_first"]) and np.ndim(weight) == 2 and weight.shape[0] == weight.shape[1]:
             # read as [K, N]: the same as handing the correct op the transposed array
             return {**args, "weight": np.ascontiguousarray(weight.T)}
         return args
@@ -287,7 +292,8 @@ def _repermute(base: Backend, wrong_grouped, prepares) -> dict:
         return mu.unpermute_chunks(args["s"], mu.scale_order(wrong_grouped(k, n, g)))
 
     def fix(s, size_k, group_size, mx):
-        return mu.to_kernel(mu.to_logical(s, size_k, group_size, mx), wrong_grouped(size_k, s.shape[-1], group_size), mx)
+        wrong = wrong_grouped(size_k, s.shape[-1], group_size)
+        return mu.to_kernel(mu.to_logical(s, size_k, group_size, mx), wrong, mx)
     return {"marlin_permute_scales": _after(base, "marlin_permute_scales", permute),
             "marlin_unpermute_scales": _after(base, "marlin_unpermute_scales", unpermute),
             **_scales(base, prepares, fix)}
@@ -495,7 +501,8 @@ def _w13_columns_at_end(layer):
 
 
 _mutant("w13_padded_at_end", "w13 zero-padded after [gate | up] instead of per shard",
-        "§2.9 step 1, §6.1 item 13", "vLLM PR #50568, PR #51125 (per-shard padding of w13)", MOE)(
+        "§2.9 step 1, §6.1 item 13", "vLLM PR #50568, PR #51125 (per-shard padding of w13)", MOE,
+        {"prepare_fp8_moe_layer_for_marlin": {"experts": 1, "intermediate": 48}})(
     lambda base: _layers(base, MOE, lambda layer, op: _w13_columns_at_end(layer)))
 
 
@@ -524,7 +531,8 @@ def _fill_padding(layer):
 
 _mutant("padding_not_zero", f"padded fp8 weights hold 0x{PAD_CODE:02X} instead of 0x00",
         "§2.11, §6.1 item 13", "§6.1 item 13 ('padded fp8 weights 0x00'); torch.empty instead of zeros",
-        DENSE + MOE)(lambda base: _layers(base, DENSE + MOE, lambda layer, op: _fill_padding(layer)))
+        DENSE + MOE, {"prepare_fp8_layer_for_marlin": {"size_k": 128, "size_n": 48}})(
+    lambda base: _layers(base, DENSE + MOE, lambda layer, op: _fill_padding(layer)))
 
 
 # --- MXFP8 intermediate dtype (§2.10, §6.1 item 16) -------------------------------------------------

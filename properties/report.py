@@ -132,6 +132,17 @@ class Scales(Layout):
                 f"<- column {column} ({perm} permutation; {lanes})")
 
 
+@dataclass(frozen=True)
+class Quads(Layout):
+    """[G, N] e8m0 scales after mxfp8_marlin_process_scales: each run of 4 reordered [0, 2, 1, 3] (§2.7)."""
+
+    def describe(self, shape: tuple, itemsize: int, offset: int) -> str:
+        element = offset // itemsize
+        quad, p = divmod(element, 4)
+        source = 4 * quad + (0, 2, 1, 3)[p]              # the reorder is an involution
+        return f"element {_index(shape, element)} <-> {_index(shape, source)} ([0,2,1,3] within each 4)"
+
+
 def _hex(a: np.ndarray, flat: int) -> str:
     raw = a.reshape(-1)[flat:flat + 1].tobytes()
     return f"0x{int.from_bytes(raw, 'little'):0{2 * len(raw)}x}"

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from marlin_ref.layout import MX_BLOCK, TILE_K, TILE_N
 
 FP8_BLOCK_K = 128          # the only FP8 block_k with a kernel (spec §4.2)
-FP8_BLOCK_N = 128          # the usual checkpoint block_n ([128, 128] blocks)
+FP8_BLOCK_NS = (128, 64, 256)  # checkpoint block_n: [128, 128] is usual; others make block_n != block_k
 WIDE_K = 128               # GPTQ_MARLIN_MIN_THREAD_K: the aligned (n % 64, k % 128) family (§2.11)
 PACK_K = 4                 # pack_fp8_to_int32 packs 4 bytes along K
 BIAS_CHUNK = 32            # marlin_permute_bias needs numel % 32 == 0 (§2.5)
@@ -228,8 +228,8 @@ def fp8_scheme_fields(draw, scheme: str, *, size_n: int) -> dict:
 def fp8_layer_cases(draw, *, schemes=FP8_SCHEMES, aligned: bool = False, square: bool = False) -> dict:
     """Inputs of prepare_fp8_layer_for_marlin. Shapes shrink to (K, N) = (128, 64); unless `aligned`,
     K and N may fall short of the tile (K a multiple of 4, N of 16) so the pipeline pads (§2.11).
-    Block scales use [128, 128] with K a multiple of 128 and N a multiple of 64, so N % 128 != 0 is the
-    ragged block case (and K == 128 the single-permutation edge, §2.4)."""
+    Block scales use [block_n, 128] (block_n 128, 64 or 256) with K a multiple of 128 and N of 64, so
+    N % block_n != 0 is the ragged block case (and K == 128 the single-permutation edge, §2.4)."""
     scheme = draw(st.sampled_from(schemes), label="scheme")
     if square:
         k = n = WIDE_K * draw(st.integers(1, 2), label="square_tiles")
@@ -242,6 +242,7 @@ def fp8_layer_cases(draw, *, schemes=FP8_SCHEMES, aligned: bool = False, square:
     return {"size_k": k, "size_n": n, "size_k_first": draw(st.booleans(), label="size_k_first"),
             "orig_dtype": draw(st.sampled_from(ACTIVATION_DTYPES), label="orig_dtype"),
             "bias": draw(st.booleans(), label="bias"), **draw(fp8_scheme_fields(scheme, size_n=n)),
+            "block_n": draw(st.sampled_from(FP8_BLOCK_NS), label="block_n"),   # used by the block scheme
             **draw(fp8_contents(k * n))}
 
 
@@ -262,7 +263,9 @@ def fp8_moe_cases(draw, *, schemes=("channel", "tensor", "shard_equal", "block")
             "scale_dtype": draw(st.sampled_from(CHECKPOINT_SCALE_DTYPES), label="scale_dtype"),
             "orig_dtype": draw(st.sampled_from(ACTIVATION_DTYPES), label="orig_dtype"),
             "bias": draw(st.booleans(), label="bias"), "seed": draw(seeds(), label="seed"),
-            "specials": draw(st.sampled_from(("none", "some")), label="specials")}
+            "specials": draw(st.sampled_from(("none", "some")), label="specials"),
+            # block_n must divide n (gate|up grid, §6.1 item 11): 128 or 64
+            "block_n": draw(st.sampled_from(FP8_BLOCK_NS[:2]), label="block_n")}
 
 
 @st.composite

@@ -14,7 +14,7 @@ any) and what the inverse must give back (`restore`), and the layouts a failure 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import ml_dtypes
@@ -123,7 +123,6 @@ class Transform:
     inverse_args: Callable[[dict, dict, Any], dict] | None = None   # (case, kwargs, output) -> kwargs
     restore: Callable[[dict, dict], Any] | None = None              # (case, kwargs) -> inverse's result
     roundtrip_cases: Callable[[], st.SearchStrategy] | None = None  # where the inverse is exact
-    extras: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.name
@@ -135,8 +134,8 @@ def _first(case, kwargs):
 
 # pack_fp8_to_int32 / unpack (§2.2)
 def _pack(case):
-    w = fp8_codes(case, (case["size_k"], case["size_n"]))
-    w = w if case["size_k_first"] else np.ascontiguousarray(w.T)
+    w = fp8_codes(case, (case["size_k"], case["size_n"]))                  # [K, N]
+    w = w if case["size_k_first"] else np.ascontiguousarray(w.T)          # [K, N] or [N, K]
     return {"fp8": w.view(E4M3) if case["codes"] == "fp8" else w, "size_k_first": case["size_k_first"]}
 
 
@@ -182,7 +181,8 @@ def _weight_layout(case, want):
 
 # marlin_permute_scales / unpermute (§2.4)
 def _scale_grid(case):
-    s = distinct(rng_for(case), case["groups"] * case["size_n"], case["dtype"]).reshape(case["groups"], case["size_n"])
+    s = distinct(rng_for(case), case["groups"] * case["size_n"], case["dtype"])
+    s = s.reshape(case["groups"], case["size_n"])                          # [G, N]
     return {"s": s, "size_k": case["size_k"], "size_n": case["size_n"], "group_size": case["group_size"]}
 
 
@@ -226,16 +226,12 @@ def _scales_to_float(case):
             "intermediate_dtype": case["dtype"]}
 
 
-def _quads(case, want):
-    return report.Layout()
-
-
 # scale schemes (§2.8 step 4, §2.9 step 3)
 def fp8_scale(case, size_n: int, size_k: int, salt: int = 1) -> np.ndarray:
     """The checkpoint scale of a dense FP8 case, in its scheme, rank and dtype."""
     scheme, rank, dtype = case["scheme"], case["scale_rank"], case["scale_dtype"]
     if scheme == "block":
-        nb, kb = -(-size_n // S.FP8_BLOCK_N), -(-size_k // S.FP8_BLOCK_K)
+        nb, kb = -(-size_n // case["block_n"]), -(-size_k // S.FP8_BLOCK_K)
         shape = (kb, nb) if case["size_k_first"] else (nb, kb)
     else:
         count = {"tensor": 1, "channel": size_n, "shard_equal": case.get("shards"),
@@ -245,7 +241,7 @@ def fp8_scale(case, size_n: int, size_k: int, salt: int = 1) -> np.ndarray:
 
 
 def _block(case):
-    return [S.FP8_BLOCK_N, S.FP8_BLOCK_K] if case["scheme"] == "block" else None
+    return [case["block_n"], S.FP8_BLOCK_K] if case["scheme"] == "block" else None
 
 
 def _convert(case):
@@ -261,7 +257,7 @@ def moe_scale(case, which: str) -> np.ndarray:
     size_n, size_k = (2 * n, k) if which == "w13" else (k, n)
     scheme = case["scheme"] if which == "w13" else case["w2_scheme"]
     shape = {"tensor": (e,), "shard_equal": (e, 2), "channel": (e, size_n),
-             "block": (e, -(-size_n // S.FP8_BLOCK_N), -(-size_k // S.FP8_BLOCK_K))}[scheme]
+             "block": (e, -(-size_n // case["block_n"]), -(-size_k // S.FP8_BLOCK_K))}[scheme]
     return distinct(rng_for(case, 1 if which == "w13" else 2), math.prod(shape), case["scale_dtype"]).reshape(shape)
 
 
@@ -277,8 +273,8 @@ def _convert_moe(which):
 # prepare pipelines (§2.8-§2.10)
 def _prepare_fp8(case):
     k, n = case["size_k"], case["size_n"]
-    w = fp8_codes(case, (k, n))
-    w = w if case["size_k_first"] else np.ascontiguousarray(w.T)
+    w = fp8_codes(case, (k, n))                                            # [K, N]
+    w = w if case["size_k_first"] else np.ascontiguousarray(w.T)          # [K, N] or [N, K]
     bias = distinct(rng_for(case, 4), n, case["orig_dtype"], BIAS_EXPONENTS, signed=True) if case["bias"] else None
     return {"weight": w.view(E4M3), "weight_scale": fp8_scale(case, n, k), "orig_dtype": case["orig_dtype"],
             "size_k_first": case["size_k_first"], "weight_block_size": _block(case),
@@ -295,8 +291,10 @@ def _prepare_fp8_moe(case):
     w13, w2 = _moe_weights(case)
     biases = {"w13_bias": None, "w2_bias": None}
     if case["bias"]:
-        biases = {"w13_bias": distinct(rng_for(case, 7), e * 2 * n, dtype, BIAS_EXPONENTS, signed=True).reshape(e, 2 * n),
-                  "w2_bias": distinct(rng_for(case, 8), e * k, dtype, BIAS_EXPONENTS, signed=True).reshape(e, k)}
+        w13_bias = distinct(rng_for(case, 7), e * 2 * n, dtype, BIAS_EXPONENTS, signed=True)
+        w2_bias = distinct(rng_for(case, 8), e * k, dtype, BIAS_EXPONENTS, signed=True)
+        biases = {"w13_bias": w13_bias.reshape(e, 2 * n),                 # [E, 2n]
+                  "w2_bias": w2_bias.reshape(e, k)}                       # [E, k]
     return {"w13": w13, "w2": w2, "w13_scale": moe_scale(case, "w13"), "w2_scale": moe_scale(case, "w2"),
             "orig_dtype": dtype, "weight_block_size": _block(case), **biases}
 
@@ -329,63 +327,82 @@ def _layer_layouts(case, want, mx=False):
 
 def _moe_layouts(case, want, mx=False):
     k, pn = want.hidden_size, want.padded_intermediate
+    bias = report.Scales(grouped=False, kind="bias")
     return {"w13_qweight": report.MarlinWeight(k, 2 * pn, 8, experts=True),
             "w2_qweight": report.MarlinWeight(pn, k, 8, experts=True),
             "w13_scales": _scale_layout(want.w13_scales, mx), "w2_scales": _scale_layout(want.w2_scales, mx),
-            "w13_bias": report.Scales(grouped=False, kind="bias"), "w2_bias": report.Scales(grouped=False, kind="bias")}
+            "w13_bias": bias, "w2_bias": bias}
 
 
 def _rows() -> list[Transform]:
-    unrepack_args = lambda case, kw, out: {"marlin_q_weight": out, **_sizes(kw, "size_k", "size_n", "num_bits")}
-    repack_args = lambda case, kw, out: {"b_q_weight": out, "perm": None, **_sizes(kw, "size_k", "size_n", "num_bits")}
-    scale_args = lambda case, kw, out: {"s": out, **_sizes(kw, "size_k", "size_n", "group_size")}
+    def unrepack_args(case, kw, out):
+        return {"marlin_q_weight": out, **_sizes(kw, "size_k", "size_n", "num_bits")}
+
+    def repack_args(case, kw, out):
+        return {"b_q_weight": out, "perm": None, **_sizes(kw, "size_k", "size_n", "num_bits")}
+
+    def scale_args(case, kw, out):
+        return {"s": out, **_sizes(kw, "size_k", "size_n", "group_size")}
+
+    def only(name):
+        return lambda case, kw, out: {name: out}
+
+    def typical(cases):   # the fusion is invertible only where it does not overflow (§2.6)
+        return lambda: cases().map(lambda c: {**c, "magnitudes": "typical"})
+
+    bias_layout = lambda case, want: report.Scales(grouped=False, kind="bias")   # noqa: E731
+    quads = lambda case, want: report.Quads()                                      # noqa: E731
     rows = [
         Transform("pack_fp8_to_int32", "pack_fp8_to_int32", "layout", S.pack_cases, _pack,
-                  lambda case, want: report.GptqWords(8, transposed=not case["size_k_first"]),
-                  "unpack_fp8_from_int32", lambda case, kw, out: {"packed": out, "size_k_first": kw["size_k_first"]},
-                  lambda case, kw: kw["fp8"].view(E4M3)),
+                  layout=lambda case, want: report.GptqWords(8, transposed=not case["size_k_first"]),
+                  inverse="unpack_fp8_from_int32",
+                  inverse_args=lambda case, kw, out: {"packed": out, "size_k_first": kw["size_k_first"]},
+                  restore=lambda case, kw: kw["fp8"].view(E4M3)),
         Transform("unpack_fp8_from_int32", "unpack_fp8_from_int32", "layout", S.packed_cases, _unpack,
-                  inverse="pack_fp8_to_int32", inverse_args=lambda case, kw, out: {"fp8": out, "size_k_first": kw["size_k_first"]},
+                  inverse="pack_fp8_to_int32",
+                  inverse_args=lambda case, kw, out: {"fp8": out, "size_k_first": kw["size_k_first"]},
                   restore=_first),
     ]
     for bits in (8, 4):
         rows += [
             Transform(f"gptq_marlin_repack[{bits}bit]", "gptq_marlin_repack", "layout",
-                      lambda bits=bits: S.repack_cases(num_bits=bits), _repack, _weight_layout,
-                      "gptq_marlin_unrepack", unrepack_args, _repack_restore),
+                      lambda bits=bits: S.repack_cases(num_bits=bits), _repack, layout=_weight_layout,
+                      inverse="gptq_marlin_unrepack", inverse_args=unrepack_args, restore=_repack_restore),
             Transform(f"gptq_marlin_unrepack[{bits}bit]", "gptq_marlin_unrepack", "layout",
                       lambda bits=bits: S.marlin_words_cases(num_bits=bits), _unrepack,
-                      lambda case, want: report.GptqWords(case["num_bits"]),
-                      "gptq_marlin_repack", repack_args, _first),
+                      layout=lambda case, want: report.GptqWords(case["num_bits"]),
+                      inverse="gptq_marlin_repack", inverse_args=repack_args, restore=_first),
         ]
     rows += [
         Transform("marlin_permute_scales", "marlin_permute_scales", "scales", S.scale_grid_cases, _scale_grid,
-                  lambda case, want: report.Scales(grouped=_grouped(case)), "marlin_unpermute_scales", scale_args, _first),
+                  layout=lambda case, want: report.Scales(grouped=_grouped(case)),
+                  inverse="marlin_unpermute_scales", inverse_args=scale_args, restore=_first),
         Transform("marlin_unpermute_scales", "marlin_unpermute_scales", "scales", S.scale_grid_cases, _scale_grid,
                   inverse="marlin_permute_scales", inverse_args=scale_args, restore=_first),
-        Transform("marlin_permute_bias", "marlin_permute_bias", "scales", S.bias_cases, _bias,
-                  lambda case, want: report.Scales(grouped=False, kind="bias"), "marlin_unpermute_bias",
-                  lambda case, kw, out: {"bias": out}, _first),
+        Transform("marlin_permute_bias", "marlin_permute_bias", "scales", S.bias_cases, _bias, layout=bias_layout,
+                  inverse="marlin_unpermute_bias", inverse_args=only("bias"), restore=_first),
         Transform("marlin_unpermute_bias", "marlin_unpermute_bias", "scales", S.bias_cases, _bias,
-                  inverse="marlin_permute_bias", inverse_args=lambda case, kw, out: {"bias": out}, restore=_first),
+                  inverse="marlin_permute_bias", inverse_args=only("bias"), restore=_first),
         Transform("fp8_fused_exponent_bias_into_scales", "fp8_fused_exponent_bias_into_scales", "scales",
                   S.fused_scale_cases, _fused, inverse="fp8_unfuse_exponent_bias_from_scales",
-                  inverse_args=lambda case, kw, out: {"s": out}, restore=_first,
-                  roundtrip_cases=lambda: S.fused_scale_cases().map(lambda c: {**c, "magnitudes": "typical"})),
+                  inverse_args=only("s"), restore=_first, roundtrip_cases=typical(S.fused_scale_cases)),
         Transform("fp8_unfuse_exponent_bias_from_scales", "fp8_unfuse_exponent_bias_from_scales", "scales",
                   lambda: S.fused_scale_cases(fused=True), _fused, inverse="fp8_fused_exponent_bias_into_scales",
-                  inverse_args=lambda case, kw, out: {"s": out}, restore=_first,
-                  roundtrip_cases=lambda: S.fused_scale_cases(fused=True).map(lambda c: {**c, "magnitudes": "typical"})),
+                  inverse_args=only("s"), restore=_first,
+                  roundtrip_cases=typical(lambda: S.fused_scale_cases(fused=True))),
         Transform("mxfp8_marlin_process_scales", "mxfp8_marlin_process_scales", "scales", S.e8m0_grid_cases, _ms,
-                  _quads, "mxfp8_marlin_unprocess_scales",
-                  lambda case, kw, out: {"e8m0": out, "dtype": case["dtype"]}, _first,
+                  layout=quads, inverse="mxfp8_marlin_unprocess_scales",
+                  inverse_args=lambda case, kw, out: {"e8m0": out, "dtype": case["dtype"]}, restore=_first,
                   roundtrip_cases=lambda: S.e8m0_grid_cases(finite_only=True)),
         Transform("mxfp8_marlin_unprocess_scales", "mxfp8_marlin_unprocess_scales", "scales", S.e8m0_grid_cases,
-                  _e8m0, _quads, "mxfp8_marlin_process_scales", lambda case, kw, out: {"ms": out}, _first),
+                  _e8m0, layout=quads, inverse="mxfp8_marlin_process_scales", inverse_args=only("ms"),
+                  restore=_first),
         Transform("mxfp8_scales_to_float", "mxfp8_scales_to_float", "scales", S.e8m0_byte_cases, _scales_to_float),
         Transform("convert_fp8_scales", "convert_fp8_scales", "scales", S.fp8_layer_cases, _convert),
-        Transform("convert_fp8_moe_scales[w13]", "convert_fp8_moe_scales", "scales", S.fp8_moe_cases, _convert_moe("w13")),
-        Transform("convert_fp8_moe_scales[w2]", "convert_fp8_moe_scales", "scales", S.fp8_moe_cases, _convert_moe("w2")),
+        Transform("convert_fp8_moe_scales[w13]", "convert_fp8_moe_scales", "scales", S.fp8_moe_cases,
+                  _convert_moe("w13")),
+        Transform("convert_fp8_moe_scales[w2]", "convert_fp8_moe_scales", "scales", S.fp8_moe_cases,
+                  _convert_moe("w2")),
         Transform("uses_grouped_scale_permutation", "uses_grouped_scale_permutation", "helper", S.padding_cases,
                   lambda case: _sizes(case, "size_k", "group_size")),
         Transform("marlin_padded_nk", "marlin_padded_nk", "helper", S.padding_cases,
@@ -393,13 +410,13 @@ def _rows() -> list[Transform]:
         Transform("marlin_moe_padded_intermediate", "marlin_moe_padded_intermediate", "helper", S.padding_cases,
                   lambda case: _sizes(case, "size_n", "group_size")),
         Transform("prepare_fp8_layer_for_marlin", "prepare_fp8_layer_for_marlin", "prepare", S.fp8_layer_cases,
-                  _prepare_fp8, _layer_layouts),
+                  _prepare_fp8, layout=_layer_layouts),
         Transform("prepare_fp8_moe_layer_for_marlin", "prepare_fp8_moe_layer_for_marlin", "prepare",
-                  S.fp8_moe_cases, _prepare_fp8_moe, _moe_layouts),
+                  S.fp8_moe_cases, _prepare_fp8_moe, layout=_moe_layouts),
         Transform("prepare_mxfp8_layer_for_marlin", "prepare_mxfp8_layer_for_marlin", "prepare",
-                  S.mxfp8_layer_cases, _prepare_mxfp8, lambda case, want: _layer_layouts(case, want, mx=True)),
+                  S.mxfp8_layer_cases, _prepare_mxfp8, layout=lambda case, want: _layer_layouts(case, want, mx=True)),
         Transform("prepare_mxfp8_moe_layer_for_marlin", "prepare_mxfp8_moe_layer_for_marlin", "prepare",
-                  S.mxfp8_moe_cases, _prepare_mxfp8_moe, lambda case, want: _moe_layouts(case, want, mx=True)),
+                  S.mxfp8_moe_cases, _prepare_mxfp8_moe, layout=lambda case, want: _moe_layouts(case, want, mx=True)),
     ]
     return rows
 

@@ -5,9 +5,11 @@ torch.library in test-local namespaces, one per schema version of spec §4.3 (CP
 NumPy oracle). Expectations come from the spec (worked examples, closed forms) or from the oracle; CPU only.
 """
 
+import inspect
 import sys
 import textwrap
 
+import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,8 @@ from marlin_ref.prepare_fp8_layer_for_marlin import prepare_fp8_layer_for_marlin
 from properties.adapters import register
 from properties.adapters import marlin_ops as M
 from properties.adapters.vllm import FP8_UTILS, NO_EQUIVALENT, SOURCES, UTILS, vllm_backend
-from properties.backends import OPERATIONS, BackendError, NotProvided, backend_names, get_backend, oracle, to_numpy, to_torch
+from properties.backends import (OPERATIONS, BackendError, NotProvided, backend_names, get_backend, oracle,
+                                 to_numpy, to_torch)
 
 FP16 = np.float16
 ONE, TWO, MINUS_ONE = 0x38, 0x40, 0xB8        # e4m3fn codes of 1.0, 2.0, -1.0 (§1)
@@ -68,8 +71,10 @@ FAKE_FP8 = {
                 bias=layer.bias, input_dtype=input_dtype)
             layer.weight = torch.nn.Parameter(out.qweight, requires_grad=False)
             layer.weight_scale = torch.nn.Parameter(out.scales, requires_grad=False)
-            if layer.bias is not None:
+            if layer.bias is not None and layer.bias.shape == out.bias.shape:
                 layer.bias.data.copy_(out.bias)   # in place, as replace_parameter does for an unchanged shape
+            elif layer.bias is not None:
+                layer.bias = torch.nn.Parameter(out.bias, requires_grad=False)
     """,
     "prepare_fp8_moe_layer_for_marlin": """
         def prepare_fp8_moe_layer_for_marlin(layer, w13_weight, w2_weight, w13_weight_scale, w2_weight_scale):
@@ -209,6 +214,18 @@ def test_vllm_fake_provides_what_it_defines_and_says_why_not_the_rest(fake_vllm)
         b.unpack_fp8_from_int32(np.zeros((1, 4), np.int32))
 
 
+def parameters(fn) -> list[tuple[str, object]]:
+    """(name, default) of each parameter; inspect follows torch_adapter's __wrapped__ to the wrapper."""
+    return [(p.name, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
+def test_vllm_ops_take_the_contract_keyword_names(fake_vllm):
+    # The laws call every op by keyword: each wrapper has the oracle's parameter names and defaults.
+    b, ref = fake_vllm(), oracle()
+    for op in sorted(b.provides):
+        assert parameters(b.op(op)) == parameters(ref.op(op)), op
+
+
 def test_vllm_missing_functions_and_modules_are_each_not_provided(fake_vllm):
     b = fake_vllm(omit=("mxfp8_marlin_process_scales", "prepare_mxfp8_layer_for_marlin", "marlin_permute_bias",
                         "_custom_ops"))
@@ -238,10 +255,14 @@ def test_vllm_pack_views_uint8_codes_as_e4m3_worked_example(fake_vllm):
         [[0x00B84038], [0x38000000]]                                             # [N, K/4], not transposed
 
 
-@pytest.mark.parametrize("repack, passed", [("snapshot", {"perm"}), ("current", {"perm", "is_a_8bit"}),
-                                            ("newest", {"is_a_8bit"})])
-def test_vllm_repack_signature_detected_and_one_byte_lands_by_the_closed_form(fake_vllm, repack, passed):
+@pytest.mark.parametrize("repack, label, passed", [
+    ("snapshot", "2025 snapshot (perm)", {"perm"}),
+    ("current", "current (perm, is_a_8bit)", {"perm", "is_a_8bit"}),
+    ("newest", "newest (no perm)", {"is_a_8bit"}),
+])
+def test_vllm_repack_signature_detected_and_one_byte_lands_by_the_closed_form(fake_vllm, repack, label, passed):
     b = fake_vllm(repack=repack)
+    assert f"gptq_marlin_repack: {label}" in b.version
     codes = np.zeros((16, 64), np.uint8)
     codes[3, 17] = ONE          # k=3, n=17: c8=1, q=1, w=1, h=0, e=1, g=0 -> byte 128+32+8+2 = 170 (§2.3.1)
     packed = oracle().pack_fp8_to_int32(codes)
@@ -255,7 +276,7 @@ def test_vllm_repack_signature_detected_and_one_byte_lands_by_the_closed_form(fa
 
 def test_vllm_perm_less_repack_reports_a_non_empty_perm(fake_vllm):
     b = fake_vllm(repack="newest")
-    with pytest.raises(NotProvided, match="takes no perm .* non-empty perm of length 16"):
+    with pytest.raises(NotProvided, match="takes no perm .* non-empty perm cannot be passed"):
         b.gptq_marlin_repack(np.zeros((4, 64), np.int32), np.arange(16, dtype=np.int32), 16, 64, 8)
 
 
@@ -272,7 +293,7 @@ def fp8_weights(shape, seed):
 
 DENSE_CASES = {
     "tensor-bias-kfirst": dict(size_k_first=True, weight_scale=np.array(0.5, np.float32), orig_dtype="float16",
-                               bias=np.arange(128, dtype=np.float32) / 4),
+                               bias=(np.arange(128) / 4).astype(FP16)),
     "block-nfirst": dict(size_k_first=False, weight_scale=np.array([[0.5, 2.0], [4.0, 0.25]], np.float32),
                          orig_dtype="bf16", weight_block_size=[64, 128]),
     "logical-widths": dict(size_k_first=True, weight_scale=np.array([1.0, 3.0, 0.5], np.float32),
@@ -295,10 +316,11 @@ def test_vllm_prepare_fp8_layer_round_trip_matches_the_oracle(fake_vllm, case):
     assert call["orig_dtype"] == {"float16": torch.float16, "bf16": torch.bfloat16}[kw["orig_dtype"]]
 
 
-@pytest.mark.parametrize("old_moe", [False, True], ids=["returns-tensors", "older-rewrites-layer"])
-def test_vllm_prepare_fp8_moe_round_trip_matches_the_oracle(fake_vllm, old_moe):
+@pytest.mark.parametrize("old_moe, n", [(False, 64), (False, 96), (True, 64)],
+                         ids=["returns-tensors", "returns-tensors-padded-n", "older-rewrites-layer"])
+def test_vllm_prepare_fp8_moe_round_trip_matches_the_oracle(fake_vllm, old_moe, n):
     b = fake_vllm(old_moe=old_moe)
-    e, k, n = 2, 128, 64
+    e, k = 2, 128                                    # n = 96 pads to 128 (§2.9 step 1): biases padded per shard
     w13, w2 = fp8_weights((e, 2 * n, k), 1), fp8_weights((e, k, n), 2)
     kw = dict(orig_dtype="bf16", w13_bias=np.linspace(-1, 1, e * 2 * n, dtype=np.float32).reshape(e, 2 * n),
               w2_bias=np.arange(e * k, dtype=np.float32).reshape(e, k))
@@ -346,7 +368,8 @@ def test_vllm_scale_functions_match_the_oracle(fake_vllm):
 # --- marlin-ops: fake op libraries, one namespace per schema version of §4.3 -------------------------------
 
 REPACK_SCHEMA = {
-    "snapshot": "gptq_marlin_repack(Tensor b_q_weight, Tensor perm, SymInt size_k, SymInt size_n, int num_bits) -> Tensor",
+    "snapshot": "gptq_marlin_repack(Tensor b_q_weight, Tensor perm, SymInt size_k, SymInt size_n, int num_bits) "
+                "-> Tensor",
     "current": "gptq_marlin_repack(Tensor b_q_weight, Tensor perm, SymInt size_k, SymInt size_n, int num_bits, "
                "bool is_a_8bit) -> Tensor",
     "newest": "gptq_marlin_repack(Tensor b_q_weight, SymInt size_k, SymInt size_n, int num_bits, bool is_a_8bit) "
@@ -356,11 +379,12 @@ _FLAGS = "bool use_atomic_add, bool use_fp32_reduce, bool is_zp_float) -> Tensor
 GEMM_SCHEMA = {
     "snapshot": "gptq_marlin_gemm(Tensor a, Tensor? c_or_none, Tensor b_q_weight, Tensor b_scales, "
                 "Tensor? global_scale, Tensor? b_zeros_or_none, Tensor? g_idx_or_none, Tensor? perm_or_none, "
-                "Tensor workspace, int b_q_type, SymInt size_m, SymInt size_n, SymInt size_k, bool is_k_full, " + _FLAGS,
-    "current": "marlin_gemm(Tensor a, Tensor? c_or_none, Tensor b_q_weight, Tensor? b_bias_or_none, Tensor b_scales, "
-               "Tensor? a_scales, Tensor? global_scale, Tensor? b_zeros_or_none, Tensor? g_idx_or_none, "
-               "Tensor? perm_or_none, Tensor workspace, int b_type_id, SymInt size_m, SymInt size_n, SymInt size_k, "
-               "bool is_k_full, " + _FLAGS,
+                "Tensor workspace, int b_q_type, SymInt size_m, SymInt size_n, SymInt size_k, bool is_k_full, "
+                + _FLAGS,
+    "current": "marlin_gemm(Tensor a, Tensor? c_or_none, Tensor b_q_weight, Tensor? b_bias_or_none, "
+               "Tensor b_scales, Tensor? a_scales, Tensor? global_scale, Tensor? b_zeros_or_none, "
+               "Tensor? g_idx_or_none, Tensor? perm_or_none, Tensor workspace, int b_type_id, SymInt size_m, "
+               "SymInt size_n, SymInt size_k, bool is_k_full, " + _FLAGS,
     "newest": "marlin_gemm(Tensor a, Tensor? c_or_none, Tensor b_q_weight, Tensor? b_bias_or_none, Tensor b_scales, "
               "Tensor? a_scales, Tensor? global_scale, Tensor? b_zeros_or_none, Tensor workspace, int b_type_id, "
               "SymInt size_m, SymInt size_n, SymInt size_k, " + _FLAGS,
@@ -443,6 +467,14 @@ def test_marlin_ops_repack_schema_detected_and_called(fake_ops, namespace, label
         assert call["perm"].dtype == torch.int32 and call["perm"].numel() == 0
 
 
+def test_marlin_ops_ops_take_the_contract_keyword_names(fake_ops):
+    b = ops_backend("marlin_test_current")
+    assert parameters(b.gptq_marlin_repack) == parameters(oracle().gptq_marlin_repack)
+    empty = inspect.Parameter.empty
+    assert parameters(b.marlin_gemm) == [("a", empty), ("b_q_weight", empty), ("b_scales", empty),
+                                         ("b_bias", None), ("size_n", empty), ("size_k", empty)]   # design.md
+
+
 def test_marlin_ops_perm_goes_to_the_op_or_is_not_provided(fake_ops):
     codes = fp8_weights((32, 64), 8)
     packed, perm = oracle().pack_fp8_to_int32(codes), np.arange(32, dtype=np.int32)[::-1].copy()
@@ -480,7 +512,7 @@ def test_marlin_ops_gemm_schema_detected_and_bias_in_the_right_order(fake_ops, n
     assert ws.dtype == torch.int32 and ws.numel() >= 1 and not ws.any()
     assert (call["size_m"], call["size_n"], call["size_k"]) == (2, 64, 128)
     assert (call["use_fp32_reduce"], call["use_atomic_add"], call["is_zp_float"]) == (True, False, False)
-    assert call.get("is_k_full", True) is True and "is_k_full" in call or namespace.endswith("newest")
+    assert call.get("is_k_full") is (None if namespace.endswith("newest") else True)   # newest: no is_k_full
     nones = {"c_or_none", "a_scales", "global_scale", "b_zeros_or_none", "g_idx_or_none", "perm_or_none"}
     assert all(call[n] is None for n in nones & set(call))
 
@@ -488,8 +520,7 @@ def test_marlin_ops_gemm_schema_detected_and_bias_in_the_right_order(fake_ops, n
 def test_marlin_ops_gemm_views_uint8_mx_scales_as_e8m0(fake_ops):
     w = np.full((64, 128), ONE, np.uint8)                                       # MXFP8 weight [N, K]
     layer = oracle().prepare_mxfp8_layer_for_marlin(w, np.full((64, 4), 127, np.uint8))   # 2^0 everywhere
-    a = np.ones((1, 128), dtype=np.dtype("bfloat16") if False else oracle().mxfp8_scales_to_float(
-        np.zeros(1, np.uint8), intermediate_dtype="bfloat16").dtype)
+    a = np.ones((1, 128), ml_dtypes.bfloat16)                                   # MXFP8 kernels: bf16 only
     out = ops_backend("marlin_test_current").marlin_gemm(a, layer.qweight, layer.scales.view(np.uint8), None,
                                                          size_n=64, size_k=128)
     assert CALLS["marlin_test_current"][-1]["b_scales"].dtype == torch.float8_e8m0fnu

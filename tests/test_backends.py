@@ -213,7 +213,8 @@ def test_conversion_is_by_bytes_not_by_value():
     codes = np.array([0x38, 0x7F, 0x80, 0x01], np.uint8)
     t = B.to_torch(codes.view(ml_dtypes.float8_e4m3fn))
     assert t.float()[0].item() == 1.0 and np.isnan(t.float()[1].item())          # 0x38 = 1.0, 0x7F = NaN
-    assert B.to_torch(np.array([127, 255], np.uint8).view(ml_dtypes.float8_e8m0fnu)).view(torch.uint8).tolist() == [127, 255]
+    e8m0 = np.array([127, 255], np.uint8).view(ml_dtypes.float8_e8m0fnu)
+    assert B.to_torch(e8m0).view(torch.uint8).tolist() == [127, 255]
 
 
 def test_conversion_of_rank_0_and_non_contiguous_arrays():

@@ -2,12 +2,13 @@
 
 The catalogue tests are fast and in-process. `test_mutant_is_killed` runs each mutant in its own pytest
 subprocess (properties.kill_matrix, `-x`, only the laws of the operations it replaces, profile ci),
-two at a time; the full mutant x law matrix is `python -m properties.kill_matrix --out
-bench/results/kill_matrix`.
+two at a time (MARLIN_MUTANT_JOBS), or one per worker under pytest-xdist. The full mutant x law matrix
+is what the CLI does: `python -m properties.kill_matrix --out bench/results/kill_matrix`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 
 import numpy as np
@@ -16,16 +17,13 @@ import pytest
 from marlin_ref.layout import locate
 from properties import mutations as mu
 from properties.backends import OPERATIONS, get_backend
-from properties.kill_matrix import parse_failure, run_all
+from properties.kill_matrix import parse_failure, run_mutant
 from properties.mutants import MUTANTS, mutant_backend
 from properties.transforms import by_name, rows
 
 # Known survivors and shrinking gaps, each caused by a strategy (strict: fixing the strategy turns the
 # xfail into a failure, which is the reminder to delete the entry).
-SURVIVORS = {
-    "block_scales_repeat_block_k": "strategies.fp8_layer_cases/fp8_moe_cases draw only [128, 128] blocks, "
-                                   "so block_n == block_k and the wrong repeat axis is invisible",
-}
+SURVIVORS = {}
 SHRINK_GAPS = {}
 
 
@@ -81,10 +79,32 @@ def test_parse_failure_reads_the_reproduce_note():
     assert parse_failure(text) == ({"size_k": 16, "size_n": 64}, None)
 
 
+class _KillRuns:
+    """Mutant runs started on first use: all of them, two at a time, in a plain run; only the one a
+    test asks for under pytest-xdist (whose workers already run in parallel and each see every test)."""
+
+    def __init__(self):
+        self.jobs = int(os.environ.get("MARLIN_MUTANT_JOBS", "2"))
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs)
+        self.futures = {}
+
+    def _submit(self, name):
+        self.futures[name] = self.pool.submit(run_mutant, name, relevant=True, stop_first=True)
+
+    def __getitem__(self, name):
+        if not self.futures and not os.environ.get("PYTEST_XDIST_WORKER"):
+            for other in MUTANTS:
+                self._submit(other)
+        if name not in self.futures:
+            self._submit(name)
+        return self.futures[name].result()
+
+
 @pytest.fixture(scope="module")
 def kill_results():
-    jobs = int(os.environ.get("MARLIN_MUTANT_JOBS", "2"))
-    return {r.name: r for r in run_all(relevant=True, stop_first=True, jobs=jobs)}
+    runs = _KillRuns()
+    yield runs
+    runs.pool.shutdown(cancel_futures=True)
 
 
 def _known(table, name, reason_prefix):

@@ -1,9 +1,10 @@
 // Python bindings: every precondition is checked here, with the function, the rule and the value in the
 // message, before any raw pointer reaches a kernel (spec §2.3 and §4.1 preconditions; design.md "Errors").
 //
-// The checks do not throw: on the GPU image this was built for, a C++ exception leaving the extension
-// crashed the interpreter (bench/probe_gpu.py exceptions).  Each binding returns (tensor, kind, message)
-// and marlin_fast/cuda.py raises ValueError (kind 1), TypeError (kind 2) or RuntimeError (kind 3).
+// Failing checks crashed the interpreter on the GPU image this was first built on (TORCH_CHECK with
+// numbers in the message; a plain throw was fine, bench/probe_gpu.py exceptions), so the checks neither
+// throw nor format through iostreams: each binding returns (tensor, kind, message) and
+// marlin_fast/cuda.py raises ValueError (kind 1), TypeError (kind 2) or RuntimeError (kind 3).
 // CHECK_VALUE / CHECK_TYPE read like TORCH_CHECK_VALUE / TORCH_CHECK_TYPE and return the failure.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -12,7 +13,9 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <tuple>
+#include <type_traits>
 
 #include "launch.h"
 
@@ -30,12 +33,33 @@ struct Failure {
 
 using Result = std::tuple<torch::Tensor, int64_t, std::string>;
 
+// Messages are assembled from std::string pieces only (no iostreams; see the note at the top).
+inline void append(std::string& s, const char* v) { s += v; }
+inline void append(std::string& s, const std::string& v) { s += v; }
+inline void append(std::string& s, c10::ScalarType v) { s += c10::toString(v); }
+inline void append(std::string& s, const c10::Device& v) { s += v.str(); }
+inline void append(std::string& s, c10::IntArrayRef v) {
+  s += "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  s += "]";
+}
+template <typename I, std::enable_if_t<std::is_integral_v<I>, int> = 0>
+inline void append(std::string& s, I v) {
+  s += std::to_string(v);
+}
+template <typename... Args>
+std::string msg(const Args&... args) {
+  std::string s;
+  (append(s, args), ...);
+  return s;
+}
+
 Result ok(torch::Tensor t) { return {std::move(t), kOk, std::string()}; }
 Result failed(const Failure& f) { return {torch::Tensor(), f.kind, f.message}; }
 
 #define MF_CHECK(kind, cond, ...)                                 \
   do {                                                            \
-    if (!(cond)) return Failure{kind, ::c10::str(__VA_ARGS__)};   \
+    if (!(cond)) return Failure{kind, msg(__VA_ARGS__)};   \
   } while (0)
 #define CHECK_VALUE(cond, ...) MF_CHECK(kValueError, cond, __VA_ARGS__)
 #define CHECK_TYPE(cond, ...) MF_CHECK(kTypeError, cond, __VA_ARGS__)
@@ -76,6 +100,18 @@ int num_sms(int device) {
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) sms = 1;
   cache[device] = sms;
   return sms;
+}
+
+int compute_major(int device) {
+  static std::mutex mu;
+  static std::map<int, int> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(device);
+  if (it != cache.end()) return it->second;
+  int major = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) major = 0;
+  cache[device] = major;
+  return major;
 }
 
 int blocks_per_sm(int act, int scheme, int config, int device) {
@@ -119,7 +155,7 @@ cudaStream_t current_stream(const torch::Device& device) {
 
 Failure launch_failure(const char* fn, cudaError_t err) {
   if (err == cudaSuccess) return {};
-  return Failure{kRuntimeError, ::c10::str(fn, ": kernel launch failed: ", cudaGetErrorString(err))};
+  return Failure{kRuntimeError, msg(fn, ": kernel launch failed: ", cudaGetErrorString(err))};
 }
 
 // ------------------------------------------------------------------------------------- repack checks
@@ -219,6 +255,10 @@ Failure check_gemm(const char* fn, const torch::Tensor& a, const torch::Tensor& 
     CHECK_VALUE(size_k % kGroupMx == 0 && g.groups == size_k / kGroupMx, fn, ": e8m0 b_scales has G=", g.groups,
                 " rows; MXFP8 needs size_k/32 = ", size_k / kGroupMx, " (size_k=", size_k,
                 " must be a multiple of 32)");
+    // One group (K = 32) would take the single scale permutation in vLLM's prep (group_size < size_k
+    // fails, §2.4) while the kernel reads grouped scales; vLLM's shapes never get there (K % 64, §4.2).
+    CHECK_VALUE(g.groups >= 2, fn, ": MXFP8 needs size_k >= 64 (at least two e8m0 groups), got size_k=", size_k,
+                ": with one group the scale permutation is ambiguous (spec §2.4)");
     g.scheme = mf::kSchemeMx32;
   } else {
     CHECK_TYPE(sdt == adt, fn, ": b_scales.dtype=", sdt, " must equal a.dtype=", adt,
@@ -273,8 +313,11 @@ torch::Tensor output_for(const std::optional<torch::Tensor>& out, int64_t rows, 
 Failure run_gemm(const char* fn, mf::GemmArgs& args, const GemmCommon& g, int config, int64_t splits,
                  const torch::Device& device) {
   const int dev = device.index();
+  if (mf::kConfigs[config].tma && compute_major(dev) < 9) {
+    return Failure{kValueError, msg(fn, ": config=", config, " uses bulk copies, which need compute capability 9.0+")};
+  }
   const int bps = blocks_per_sm(g.act, g.scheme, config, dev);
-  if (bps <= 0) return Failure{kRuntimeError, ::c10::str(fn, ": kernel config ", config, " does not fit on device ", dev)};
+  if (bps <= 0) return Failure{kRuntimeError, msg(fn, ": kernel config ", config, " does not fit on device ", dev)};
   mf::plan_gemm(args, config, num_sms(dev), bps, static_cast<int>(splits));
   cudaStream_t stream = current_stream(device);
   if (args.splits > 1) {
@@ -341,7 +384,7 @@ Result marlin_gemm(const torch::Tensor& a, const torch::Tensor& b_q_weight, cons
   const int64_t m = a.size(0);
   if (Failure f = check_out(fn, out, m, size_n, a)) return failed(f);
   if (Failure f = check_config(fn, config, true)) return failed(f);
-  if (m >= (int64_t{1} << 30)) return failed(Failure{kValueError, ::c10::str(fn, ": M=", m, " must be < 2^30")});
+  if (m >= (int64_t{1} << 30)) return failed(Failure{kValueError, msg(fn, ": M=", m, " must be < 2^30")});
   const torch::Device device = a.device();
   const c10::cuda::CUDAGuard guard(device);
   torch::Tensor c = output_for(out, m, size_n, a);

@@ -86,6 +86,67 @@ __device__ inline void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Bulk copies completing on an mbarrier (sm_90+; the copy engine moves a whole contiguous run of
+// weight tiles per instruction).  Compiled to traps below sm_90, where no config uses them.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define MARLIN_HAS_BULK 1
+#else
+#define MARLIN_HAS_BULK 0
+#endif
+
+__device__ inline uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+__device__ inline void mbar_init(uint64_t* bar, int count) {
+#if MARLIN_HAS_BULK
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count));
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::);
+#else
+  __trap();
+#endif
+}
+
+__device__ inline void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+#if MARLIN_HAS_BULK
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
+               : "memory");
+#else
+  __trap();
+#endif
+}
+
+__device__ inline void mbar_wait(uint64_t* bar, uint32_t parity) {
+#if MARLIN_HAS_BULK
+  asm volatile(
+      "{\n .reg .pred P1;\n LAB_WAIT:\n"
+      " mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+      " @P1 bra DONE;\n bra LAB_WAIT;\n DONE:\n }\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+#else
+  __trap();
+#endif
+}
+
+// Order this thread's earlier generic-proxy accesses of shared memory before later bulk-copy writes.
+__device__ inline void fence_proxy_async() {
+#if MARLIN_HAS_BULK
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+__device__ inline void bulk_copy_g2s(void* smem_dst, const void* gmem_src, uint32_t bytes, uint64_t* bar,
+                                     uint64_t policy) {
+#if MARLIN_HAS_BULK
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n"
+      ::"r"(smem_addr(smem_dst)), "l"(gmem_src), "r"(bytes), "r"(smem_addr(bar)), "l"(policy)
+      : "memory");
+#else
+  __trap();
+#endif
+}
+
 // ldmatrix x4: the four 8x8 b16 matrices of an m16k16 A fragment (a0..a3 in mma order).
 __device__ inline void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
   const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_row));

@@ -34,16 +34,21 @@ cudaError_t launch_gemm(int act, int scheme, int config, const GemmArgs& p, cuda
   return gemm_bf16_mx_launch(config, p, stream);
 }
 
-// Split-K choice: the fewest waves of blocks, each as short as possible.  Cost in stage units:
-// waves * (stages per block + 1 for the pipeline fill) + 1 if partials must be reduced.  While all
-// blocks fit in one wave, more splits shorten every block; once they no longer fit, waves grow.
+// Split-K choice.  Measured on an H100 (bench/probe_gpu.py sweep): a kernel streams weights at a
+// per-SM rate, so the time is the work of the busiest SM.  With blocks spread evenly, an SM runs
+// ceil(blocks / SMs) blocks of `per` stages; each wave of co-resident blocks also pays a pipeline
+// fill (~4 stages), and a split adds a partial-sum pass.  Cost, in stages:
+//     ceil(blocks / SMs) * per + 4 * ceil(ceil(blocks / SMs) / resident) + (splits > 1)
+// Ties go to fewer splits (less partial traffic).
 void plan_gemm(GemmArgs& p, int config, int num_sms, int blocks_per_sm, int forced_splits) {
   const ConfigInfo& c = kConfigs[config];
   p.n_blocks = (p.N + c.block_n() - 1) / c.block_n();
   const int ksteps = p.K / 16;
   p.total_stages = (ksteps + c.stage_ksteps() - 1) / c.stage_ksteps();
   const long long tiles = static_cast<long long>(p.m_blocks) * p.n_blocks;
-  const long long slots = static_cast<long long>(num_sms) * (blocks_per_sm > 0 ? blocks_per_sm : 1);
+  const long long sms = num_sms > 0 ? num_sms : 1;
+  const long long resident = blocks_per_sm > 0 ? blocks_per_sm : 1;
+  constexpr long long kFillStages = 4;
   int best_splits = 1, best_per = p.total_stages;
   if (forced_splits > 0) {
     const int s = forced_splits < p.total_stages ? forced_splits : p.total_stages;
@@ -56,8 +61,8 @@ void plan_gemm(GemmArgs& p, int config, int num_sms, int blocks_per_sm, int forc
       const int per = (p.total_stages + s - 1) / s;
       const int s_eff = (p.total_stages + per - 1) / per;
       if (s_eff != s) continue;  // the same split as a smaller s
-      const long long waves = (tiles * s_eff + slots - 1) / slots;
-      const long long cost = waves * (per + 1) + (s_eff > 1 ? 1 : 0);
+      const long long per_sm = (tiles * s_eff + sms - 1) / sms;
+      const long long cost = per_sm * per + kFillStages * ((per_sm + resident - 1) / resident) + (s_eff > 1 ? 1 : 0);
       if (best_cost < 0 || cost < best_cost) {
         best_cost = cost;
         best_splits = s_eff;

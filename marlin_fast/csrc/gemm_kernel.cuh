@@ -9,7 +9,9 @@
 //   B   KC x WN Marlin tile blocks, copied verbatim (1024 bytes each, 16-byte chunk c stored at
 //       c ^ ((c >> 3) & 1) so the two loads of a warp hit distinct banks); lane t then loads its own
 //       32 bytes of the tile (chunks 2t, 2t+1) into registers: the B fragment straight from the
-//       Marlin layout (§2.14), no un-permute anywhere.
+//       Marlin layout (§2.14), no un-permute anywhere.  Configs with `tma` move each k16 row of the
+//       block's tiles with one cp.async.bulk onto an mbarrier instead (sm_90; not faster, kept as an
+//       option), and read the unswizzled tile with a lane-order swap to avoid the bank conflict.
 //   scales (group 128 / MX 32) rows of the stage -> shared; lane t reads its 8 values at 8*c8.
 // Dequant (§3.1) by bit moves only; group scales multiply the fragment in the activation dtype
 // (§3.2 B, C); channel-wise fused scales multiply the fp32 accumulator before any cross-block
@@ -52,6 +54,9 @@ struct Tiling {
   static constexpr ConfigInfo kInfo = kConfigs[CONFIG];
   static constexpr int MB = kInfo.mb, WM = kInfo.wm, WN = kInfo.wn, WK = kInfo.wk, U = kInfo.u, NS = kInfo.ns;
   static constexpr int kThreads = kInfo.threads();
+  // 16-row tiles: keep two blocks per SM (register cap 128), so one block's barrier never idles the SM.
+  static constexpr int kMinBlocks = kInfo.mb * kInfo.wm == 1 ? 2 : 1;
+  static constexpr bool TMA = kInfo.tma != 0;
   static constexpr int BM = kInfo.block_m();
   static constexpr int BN = kInfo.block_n();
   static constexpr int KC = kInfo.stage_ksteps();
@@ -76,7 +81,7 @@ struct Tiling {
 __device__ inline int swizzle_b(int chunk) { return chunk ^ ((chunk >> 3) & 1); }
 
 template <typename T, int SCHEME, int CONFIG>
-__global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads)
+__global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFIG, SCHEME>::kMinBlocks)
     marlin_gemm_kernel(const GemmArgs p) {
   using Tl = Tiling<CONFIG, SCHEME>;
   using T2 = typename Act<T>::T2;
@@ -86,6 +91,7 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads)
   extern __shared__ int4 smem_vec[];
   unsigned char* smem = reinterpret_cast<unsigned char*>(smem_vec);
   __shared__ int s_is_last;
+  __shared__ __align__(8) uint64_t s_full[Tl::TMA ? NS : 1];  // bulk-copy completion, one per stage slot
 
   const int tid = threadIdx.x, lane = tid % kWarp, warp = tid / kWarp;
   const int wk = warp % WK, wn = (warp / WK) % WN, wm = warp / (WK * WN);
@@ -136,7 +142,28 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads)
     a_chunk[i] = c;
     a_ok[i] = ok && (v < BM * Tl::A_CHUNKS);
   }
+  // ---- B vectors this thread copies (cp.async path): fixed tile/chunk, moving by KC rows a stage ----
+  constexpr int B_ITERS = Tl::B_VECS / Tl::kThreads;
+  constexpr bool kKeepBAddresses = MB * Tl::WM <= 2;   // small accumulators leave registers to spare
+#define B_ROW(i) ((tid + (i) * Tl::kThreads) / (WN * 64))  // k16 row of the stage
+  const int4* b_src[kKeepBAddresses ? B_ITERS : 1];
+  int b_dst[kKeepBAddresses ? B_ITERS : 1];
+  bool b_ok[kKeepBAddresses ? B_ITERS : 1];
+#pragma unroll
+  for (int i = 0; i < (kKeepBAddresses ? B_ITERS : 0); ++i) {
+    const int v = tid + i * Tl::kThreads;
+    const int kl = v / (WN * 64), j = (v / 64) % WN, c = v % 64;
+    b_ok[i] = n_blk0 / 64 + j < n_tiles;
+    b_src[i] = bq + (static_cast<long long>(st0) * KC + kl) * p.N + (n_blk0 / 64 + j) * 64 + c;
+    b_dst[i] = (kl * WN + j) * 64 + swizzle_b(c);
+  }
   const uint64_t policy = evict_first_policy();
+  if constexpr (Tl::TMA) {
+    if (tid == 0) {
+      for (int i = 0; i < NS; ++i) mbar_init(&s_full[i], 1);
+    }
+    __syncthreads();
+  }
 
   auto load_stage = [&](int s, int slot) {
     unsigned char* base = smem + slot * Tl::STAGE_BYTES;
@@ -151,14 +178,33 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads)
       }
     }
     int4* bs = reinterpret_cast<int4*>(base + Tl::A_BYTES);
+    if constexpr (Tl::TMA) {
+      // One bulk copy per k16 row: the block's WN tiles of that row are contiguous (1 KB each).
+      if (tid == 0) {
+        const int rows = min(KC, ksteps - k0);
+        const int tiles = min(WN, n_tiles - n_blk0 / 64);
+        fence_proxy_async();  // the slot's previous contents were read (generic proxy) before the barrier
+        mbar_expect_tx(&s_full[slot], static_cast<uint32_t>(rows * tiles * 1024));
+        for (int kl = 0; kl < rows; ++kl) {
+          bulk_copy_g2s(bs + kl * WN * 64, bq + static_cast<long long>(k0 + kl) * p.N + n_blk0, tiles * 1024,
+                        &s_full[slot], policy);
+        }
+      }
+    } else {
+      const int rows_left = ksteps - k0;               // k16 rows of this stage inside K
+      const long long stage_offset = static_cast<long long>(s) * KC * p.N;
 #pragma unroll
-    for (int i = 0; i < Tl::B_VECS / Tl::kThreads; ++i) {
-      const int v = tid + i * Tl::kThreads;
-      const int kl = v / (WN * 64), j = (v / 64) % WN, c = v % 64;
-      const int ks = k0 + kl;
-      if (ks < ksteps && n_blk0 / 64 + j < n_tiles) {
-        cp_async16_stream(bs + (kl * WN + j) * 64 + swizzle_b(c),
-                          bq + static_cast<long long>(ks) * p.N + (n_blk0 / 64 + j) * 64 + c, policy);
+      for (int i = 0; i < B_ITERS; ++i) {
+        if constexpr (kKeepBAddresses) {
+          if (b_ok[i] && B_ROW(i) < rows_left) cp_async16_stream(bs + b_dst[i], b_src[i] + stage_offset, policy);
+        } else {  // large tiles: registers go to the accumulators, recompute the addresses
+          const int v = tid + i * Tl::kThreads;
+          const int kl = v / (WN * 64), j = (v / 64) % WN, c = v % 64;
+          if (kl < rows_left && n_blk0 / 64 + j < n_tiles) {
+            cp_async16_stream(bs + (kl * WN + j) * 64 + swizzle_b(c),
+                              bq + static_cast<long long>(k0 + kl) * p.N + (n_blk0 / 64 + j) * 64 + c, policy);
+          }
+        }
       }
     }
     if constexpr (SCHEME != kSchemeChannel) {
@@ -186,46 +232,71 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads)
     const int4* as = reinterpret_cast<const int4*>(base);
     const int4* bs = reinterpret_cast<const int4*>(base + Tl::A_BYTES);
     const unsigned char* ss = base + Tl::A_BYTES + Tl::B_BYTES;
+    // Group-128 stages lie inside one group (SR == 1): read and pair up the 8 scales once per stage.
+    uint32_t group_scale[8];
+    if constexpr (SCHEME == kSchemeGroup128) {
+      static_assert(SR == 1, "a stage spans one 128-group");
+      const int4 sv = *reinterpret_cast<const int4*>(ss + (wn * 64 + 8 * c8) * ES);
+      const uint32_t sw[4] = {(uint32_t)sv.x, (uint32_t)sv.y, (uint32_t)sv.z, (uint32_t)sv.w};
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj) group_scale[jj] = __byte_perm(sw[jj / 2], 0, (jj % 2) ? 0x3232 : 0x1010);
+    }
+    uint32_t mx_scale[8];  // MX: one 32-group per two k16 steps (U is even, so pairs never straddle)
 #pragma unroll
     for (int i = 0; i < U; ++i) {
       const int kl = wk * U + i;
+      if constexpr (SCHEME == kSchemeMx32) {
+        static_assert(U % 2 == 0 && GROUP == 2 * kTileK, "MX scale rows cover k16-step pairs");
+        if (i % 2 == 0) {
+          // 8 e8m0 bytes at 8*c8: word j/2, byte (j%2) + 2h scales sub-tile (j, h) (§2.7, §2.14).
+          // e8m0 byte b -> bf16 bits b << 7 = 2^(b-127); b = 0 -> +0, b = 255 -> +inf (§3.1).
+          const uint2 sv = *reinterpret_cast<const uint2*>(ss + (kl / 2) * BN + wn * 64 + 8 * c8);
+#pragma unroll
+          for (int jj = 0; jj < 8; ++jj) {
+            const int j = jj / 2, h = jj % 2;
+            const uint32_t e = ((j < 2 ? sv.x : sv.y) >> (8 * ((j % 2) + 2 * h))) & 0xFFu;
+            mx_scale[jj] = (e << 7) | (e << 23);
+          }
+        }
+      }
       if (n_ok && k0 + kl < ksteps) {
         // B fragment: the lane's own 32 bytes of tile (kl, wn); word jj = n8 sub-tile jj = 2j + h.
         const int4* bt = bs + (kl * WN + wn) * 64;
-        const int4 w0 = bt[swizzle_b(2 * lane)];
-        const int4 w1 = bt[swizzle_b(2 * lane + 1)];
+        int4 w0, w1;
+        if constexpr (Tl::TMA) {
+          // Verbatim tile: lanes 4-7 of each 8-lane phase read their odd chunk first, so the two
+          // 16-byte loads of a phase hit 8 distinct bank groups.
+          const int odd_first = (lane >> 2) & 1;
+          const int4 r0 = bt[2 * lane + odd_first];
+          const int4 r1 = bt[2 * lane + 1 - odd_first];
+          w0 = odd_first ? r1 : r0;
+          w1 = odd_first ? r0 : r1;
+        } else {
+          w0 = bt[swizzle_b(2 * lane)];
+          w1 = bt[swizzle_b(2 * lane + 1)];
+        }
         const uint32_t words[8] = {(uint32_t)w0.x, (uint32_t)w0.y, (uint32_t)w0.z, (uint32_t)w0.w,
                                    (uint32_t)w1.x, (uint32_t)w1.y, (uint32_t)w1.z, (uint32_t)w1.w};
         uint32_t bf[8][2];
 #pragma unroll
         for (int jj = 0; jj < 8; ++jj) dequant_fp8x4<T>(words[jj], bf[jj][0], bf[jj][1]);
         if constexpr (SCHEME == kSchemeGroup128) {
-          // 8 fused scales at 8*c8: value jj scales sub-tile jj (columns 16j + 8h + c8), §2.14.
-          const int row = SR > 1 ? kl * kTileK / GROUP : 0;
-          const int4 sv = *reinterpret_cast<const int4*>(ss + (row * BN + wn * 64 + 8 * c8) * ES);
-          const uint32_t sw[4] = {(uint32_t)sv.x, (uint32_t)sv.y, (uint32_t)sv.z, (uint32_t)sv.w};
+          // fused scale jj (column 16j + 8h + c8) times sub-tile jj: RT(u * S_g) (§3.2 B).
 #pragma unroll
           for (int jj = 0; jj < 8; ++jj) {
-            const T2 s2 = Act<T>::from_bits(__byte_perm(sw[jj / 2], 0, (jj % 2) ? 0x3232 : 0x1010));
+            const T2 s2 = Act<T>::from_bits(group_scale[jj]);
 #pragma unroll
             for (int r = 0; r < 2; ++r) bf[jj][r] = bits_of(__hmul2(Act<T>::from_bits(bf[jj][r]), s2));
           }
         } else if constexpr (SCHEME == kSchemeMx32) {
-          // 8 e8m0 bytes at 8*c8: word j/2, byte (j%2) + 2h scales sub-tile (j, h) (§2.7, §2.14).
-          // e8m0 byte b -> bf16 bits b << 7 = 2^(b-127); b = 0 -> +0, b = 255 -> +inf (§3.1).
-          const int row = kl * kTileK / GROUP;
-          const uint2 sv = *reinterpret_cast<const uint2*>(ss + row * BN + wn * 64 + 8 * c8);
+          // RT(RT(u * 2^-120 * 2^120) * mu) (§3.2 C): the first multiply is exact.
           const T2 two_pow_120 = Act<T>::from_bits(0x7B807B80u);  // bf16 2^120: exponent 247
 #pragma unroll
           for (int jj = 0; jj < 8; ++jj) {
-            const int j = jj / 2, h = jj % 2;
-            const uint32_t word = j < 2 ? sv.x : sv.y;
-            const uint32_t e = (word >> (8 * ((j % 2) + 2 * h))) & 0xFFu;
-            const T2 mu = Act<T>::from_bits((e << 7) | (e << 23));
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-              const T2 unbiased = __hmul2(Act<T>::from_bits(bf[jj][r]), two_pow_120);  // exact
-              bf[jj][r] = bits_of(__hmul2(unbiased, mu));
+              const T2 unbiased = __hmul2(Act<T>::from_bits(bf[jj][r]), two_pow_120);
+              bf[jj][r] = bits_of(__hmul2(unbiased, Act<T>::from_bits(mx_scale[jj])));
             }
           }
         }
@@ -248,13 +319,20 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads)
     if (s < nst) load_stage(s, s);
     cp_async_commit();
   }
+  int slot = 0, next_slot = NS - 1;  // slot = s % NS, next_slot = (s + NS - 1) % NS, without divisions
+  uint32_t parity = 0;               // (s / NS) & 1: completions seen by this slot's barrier
   for (int s = 0; s < nst; ++s) {
     cp_async_wait<NS - 2>();
+    if constexpr (Tl::TMA) mbar_wait(&s_full[slot], parity);
     __syncthreads();
-    const int next = s + NS - 1;
-    if (next < nst) load_stage(next, next % NS);
+    if (s + NS - 1 < nst) load_stage(s + NS - 1, next_slot);
     cp_async_commit();
-    compute_stage(s % NS, (st0 + s) * KC);
+    compute_stage(slot, (st0 + s) * KC);
+    next_slot = slot;
+    if (++slot == NS) {
+      slot = 0;
+      parity ^= 1;
+    }
   }
   cp_async_wait<0>();
   __syncthreads();
@@ -403,6 +481,8 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads)
   }
 }
 
+#undef B_ROW
+
 // Launch helpers, instantiated per (activation dtype, scheme) in gemm_*.cu.
 template <typename T, int SCHEME, int CONFIG>
 inline auto gemm_kernel_ptr() {
@@ -439,6 +519,8 @@ cudaError_t launch_impl(const GemmArgs& p, cudaStream_t stream) {
       case 1: return blocks_per_sm_impl<T, SCHEME, 1>();                            \
       case 2: return blocks_per_sm_impl<T, SCHEME, 2>();                            \
       case 3: return blocks_per_sm_impl<T, SCHEME, 3>();                            \
+      case 4: return blocks_per_sm_impl<T, SCHEME, 4>();                            \
+      case 5: return blocks_per_sm_impl<T, SCHEME, 5>();                            \
     }                                                                               \
     return 0;                                                                       \
   }                                                                                 \
@@ -448,6 +530,8 @@ cudaError_t launch_impl(const GemmArgs& p, cudaStream_t stream) {
       case 1: return launch_impl<T, SCHEME, 1>(p, stream);                          \
       case 2: return launch_impl<T, SCHEME, 2>(p, stream);                          \
       case 3: return launch_impl<T, SCHEME, 3>(p, stream);                          \
+      case 4: return launch_impl<T, SCHEME, 4>(p, stream);                          \
+      case 5: return launch_impl<T, SCHEME, 5>(p, stream);                          \
     }                                                                               \
     return cudaErrorInvalidValue;                                                   \
   }

@@ -196,7 +196,7 @@ def repack_caller(fn: Callable, sig: tuple, backend: str, where: str) -> Callabl
         elif perm is not None and perm.numel() > 0:
             raise NotProvided(backend, "gptq_marlin_repack",
                               f"{where} takes no perm (act-order was removed in the newest vLLM, spec §4.3), "
-                              f"so a non-empty perm of length {perm.numel()} cannot be passed")
+                              "so a non-empty perm cannot be passed")
         if "is_a_8bit" in names:
             kwargs["is_a_8bit"] = False        # 16-bit activations: the FP8 W8A16 layout (§2.3.1)
         return fn(**kwargs)
@@ -266,7 +266,8 @@ def gemm_op(namespace: str, backend: str, device: str | None = None) -> tuple[Ca
     if not GEMM_TYPE_ARGS & set(sig[0]):
         raise Unsupported(f"{where} has an unknown schema {sig[2]}; lacks one of {sorted(GEMM_TYPE_ARGS)}")
     run_on = op_device(f"{namespace}::{name}", device)
-    return torch_adapter(gemm_caller(packet, sig), run_on), f"{where} [{schema_label(GEMM_SCHEMAS, sig[0])}] on {run_on}"
+    label = f"{where} [{schema_label(GEMM_SCHEMAS, sig[0])}] on {run_on}"
+    return torch_adapter(gemm_caller(packet, sig), run_on), label
 
 
 # --- the backend ---------------------------------------------------------------------------------

@@ -152,8 +152,36 @@ class _Context:
         return fn
 
 
-def _direct(fn, ctx):
-    return fn
+# vLLM's parameter names differ from the contract's (laws call by keyword), so each op gets a wrapper
+
+def _fuse(fn, ctx):
+    def fp8_fused_exponent_bias_into_scales(s):
+        return fn(s)
+    return fp8_fused_exponent_bias_into_scales
+
+
+def _process(fn, ctx):
+    def mxfp8_marlin_process_scales(ms):
+        return fn(ms)
+    return mxfp8_marlin_process_scales
+
+
+def _permute_bias(fn, ctx):
+    def marlin_permute_bias(bias):
+        return fn(bias)
+    return marlin_permute_bias
+
+
+def _padded_nk_op(fn, ctx):
+    def marlin_padded_nk(size_n, size_k, group_size=-1):
+        return tuple(fn(size_n, size_k, group_size))
+    return marlin_padded_nk
+
+
+def _moe_padded(fn, ctx):
+    def marlin_moe_padded_intermediate(size_n, group_size=-1):
+        return fn(size_n, group_size)
+    return marlin_moe_padded_intermediate
 
 
 def _pack(fn, ctx):
@@ -196,7 +224,7 @@ def _prepare_fp8(fn, ctx):
         kwargs = {"size_k_first": size_k_first}
         if input_dtype is not None:
             if "input_dtype" not in names:
-                raise NotProvided(NAME, op, f"this vLLM's {op}{names} takes no input_dtype")
+                raise NotProvided(NAME, op, f"this vLLM's {op}({', '.join(names)}) takes no input_dtype")
             kwargs["input_dtype"] = as_torch_dtype(input_dtype, op, "input_dtype")
         fn(layer, **kwargs)
         padded_k, padded_n = _padded_nk(layer.weight)
@@ -287,9 +315,10 @@ def _prepare_mxfp8_moe(fn, ctx):
 
 
 BUILDERS: dict[str, Callable] = {
-    "pack_fp8_to_int32": _pack, "fp8_fused_exponent_bias_into_scales": _direct,
-    "mxfp8_marlin_process_scales": _direct, "marlin_permute_scales": _permute_scales,
-    "marlin_permute_bias": _direct, "marlin_padded_nk": _direct, "marlin_moe_padded_intermediate": _direct,
+    "pack_fp8_to_int32": _pack, "fp8_fused_exponent_bias_into_scales": _fuse,
+    "mxfp8_marlin_process_scales": _process, "marlin_permute_scales": _permute_scales,
+    "marlin_permute_bias": _permute_bias, "marlin_padded_nk": _padded_nk_op,
+    "marlin_moe_padded_intermediate": _moe_padded,
     "gptq_marlin_repack": _repack, "prepare_fp8_layer_for_marlin": _prepare_fp8,
     "prepare_fp8_moe_layer_for_marlin": _prepare_fp8_moe, "prepare_mxfp8_layer_for_marlin": _prepare_mxfp8,
     "prepare_mxfp8_moe_layer_for_marlin": _prepare_mxfp8_moe,
@@ -320,9 +349,11 @@ def vllm_backend(device: str | None = None) -> Backend:
     try:
         vllm = importlib.import_module("vllm")
     except ModuleNotFoundError as exc:
-        if exc.name != "vllm":
-            raise BackendError(f"backend {NAME!r}: importing vllm failed: {exc}") from exc
-        return Backend(NAME, "absent", {}, {op: f"vllm is not importable ({exc})" for op in OPERATIONS})
+        if exc.name == "vllm":
+            return Backend(NAME, "absent", {}, {op: f"vllm is not importable ({exc})" for op in OPERATIONS})
+        raise BackendError(f"backend {NAME!r}: importing vllm failed: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - installed but broken: a failure, never a skip
+        raise BackendError(f"backend {NAME!r}: importing vllm failed: {type(exc).__name__}: {exc}") from exc
     import torch
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -35,7 +35,7 @@ FP8_GROUP, MX_GROUP = 128, 32  # the only grouped FP8 kernel and the OCP MX bloc
 # (scheme, activation dtype): MXFP8 exists for bf16 only (§2.10)
 SCHEMES = [("channel", "float16"), ("channel", "bfloat16"), ("group128", "float16"),
            ("group128", "bfloat16"), ("mx", "bfloat16")]
-NUM_CONFIGS = 4                # thread-block configurations of the kernel (csrc/launch.h)
+NUM_CONFIGS = 6                # thread-block configurations of the kernel (csrc/launch.h; 4 and 5 need sm_90)
 
 
 def kernels():

@@ -27,7 +27,8 @@ def gemm_cases(draw):
     """One GEMM: shrinks towards channel-wise fp16, M = 1, one k unit, one 64-column tile, no bias."""
     scheme, dtype = draw(st.sampled_from(SCHEMES), label="scheme, dtype")
     unit = K_UNIT[scheme]
-    size_k = unit * draw(st.integers(1, 1024 // unit), label="k_units")
+    min_units = 2 if scheme == "mx" else 1      # MXFP8 needs two e8m0 groups (one is ambiguous, §2.4)
+    size_k = unit * draw(st.integers(min_units, 1024 // unit), label="k_units")
     size_n = TILE_N * draw(st.integers(1, 6), label="n_tiles")
     rows = draw(st.one_of(st.integers(1, 20), st.integers(1, 300)), label="rows")
     return {
@@ -148,6 +149,14 @@ def test_mxfp8_rejects_fp16_activations():
     a = torch.zeros((2, 128), dtype=torch.float16, device="cuda")
     with pytest.raises(ValueError, match="MXFP8 .e8m0 scales. needs bfloat16 activations"):
         _call(layer, a=a)
+
+
+def test_mxfp8_rejects_a_single_scale_group():
+    # K = 32: vLLM's prep would use the single permutation (32 < 32 fails), the kernel reads grouped (§2.4).
+    layer = make_layer("mx", "bfloat16", 64, 64, np.random.default_rng(82))
+    a = torch.zeros((2, 32), dtype=torch.bfloat16, device="cuda")
+    with pytest.raises(ValueError, match="MXFP8 needs size_k >= 64"):
+        kernels().marlin_gemm(a, dev(layer.qweight[:2]), dev(layer.scales[:1]), size_n=64, size_k=32)
 
 
 def test_gemm_with_zero_rows_returns_empty(small_layer):

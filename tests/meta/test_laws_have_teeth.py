@@ -30,7 +30,8 @@ def swap_interleave(base):
     """8-bit repack stores rows (2q, 2q+1, 2q+8, 2q+9) in natural byte order, not [0,2,1,3] (§6.1 item 1)."""
     def repack(**kw):
         out = base.gptq_marlin_repack(**kw)
-        return np.ascontiguousarray(out.view(np.uint8).reshape(-1, 4)[:, [0, 2, 1, 3]]).view(np.int32).reshape(out.shape)
+        words = out.view(np.uint8).reshape(-1, 4)[:, [0, 2, 1, 3]]             # [words, byte]: undo [0,2,1,3]
+        return np.ascontiguousarray(words).view(np.int32).reshape(out.shape)   # [K/16, 4N]
     return {"gptq_marlin_repack": repack}
 
 
@@ -43,7 +44,7 @@ def wrong_word_index(base):
         for j in range(4):
             for h in range(2):
                 bad[:, :, j + h] = tiles[:, :, j, h]
-        return bad.reshape(out.shape)
+        return bad.reshape(out.shape)                                 # [K/16, 4N]
     return {"gptq_marlin_repack": repack}
 
 
@@ -83,7 +84,8 @@ def grouped_single_swapped(base):
     def permute(**kw):
         grouped = base.uses_grouped_scale_permutation(size_k=kw["size_k"], group_size=kw["group_size"])
         s = kw["s"]
-        return np.ascontiguousarray(s.reshape(-1, 64)[:, SINGLE if grouped else GROUPED].reshape(s.shape))
+        chunks = s.reshape(-1, 64)[:, SINGLE if grouped else GROUPED]   # [G*N/64, 64], the other order
+        return np.ascontiguousarray(chunks.reshape(s.shape))              # [G, N]
     return {"marlin_permute_scales": permute}
 
 
@@ -211,3 +213,28 @@ def test_reproduction_line_replays(torch_backend, capsys):
 
     assert main(["roundtrip", "gptq_marlin_repack[8bit]", json.dumps(case), "--backend", "torch"]) == 0
     assert "roundtrip holds" in capsys.readouterr().out
+
+
+def test_gemm_bound_accepts_the_kernel_rounding_and_rejects_a_scale_off_by_one_percent():
+    # The one tolerance of the suite (§3.6): one output rounding passes, a 1 % scale error does not,
+    # and where the bound is infinite the output must have the reference's class (NaN, ±inf).
+    from marlin_ref.formats import round_to_dtype
+
+    from properties.laws import assert_within_gemm_bound
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4, 128)).astype(np.float16)
+    w_eff = rng.standard_normal((128, 64)) / 16
+    out = round_to_dtype(a.astype(np.float64) @ w_eff, "float16").astype(np.float16)
+    assert_within_gemm_bound(out, a, w_eff, "float16", where="rounded once")
+    with pytest.raises(AssertionError, match=r"outside the §3.6 bound"):
+        assert_within_gemm_bound(out * np.float16(1.01), a, w_eff, "float16", where="scale off by 1 %")
+    w_inf = w_eff.copy()
+    w_inf[0, 0] = np.inf                                   # column 0: ±inf or NaN in the reference
+    ref = a.astype(np.float64) @ w_inf
+    out_inf = out.copy()
+    out_inf[:, 0] = ref[:, 0].astype(np.float16)
+    assert_within_gemm_bound(out_inf, a, w_inf, "float16", where="inf column")
+    out_inf[:, 0] = 0
+    with pytest.raises(AssertionError, match=r"outside the §3.6 bound"):
+        assert_within_gemm_bound(out_inf, a, w_inf, "float16", where="inf column read as 0")

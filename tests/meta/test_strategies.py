@@ -115,10 +115,14 @@ def test_shrinks_to_the_smallest_legal_case(strategy, smallest):
 # interesting cases each strategy must reach (spec §2.4 edge, §2.8, §2.10, §6.1 items 6, 11, 12, 13)
 REACHABLE = [
     ("square N == K repack", S.repack_cases(), lambda c: c["size_k"] == c["size_n"]),
-    ("model dim along N", S.repack_cases(), lambda c: c["size_n"] in {d // tp for d in S.MODEL_DIMS for tp in S.TP_DEGREES}
-                                                        and c["size_n"] >= 512),
+    ("model dim along N", S.repack_cases(),
+     lambda c: c["size_n"] >= 512 and c["size_n"] in {d // tp for d in S.MODEL_DIMS for tp in S.TP_DEGREES}),
     ("random act-order perm", S.repack_cases(), lambda c: c["perm"] == "random"),
-    ("ragged block N % 128 != 0", S.fp8_layer_cases(schemes=("block",)), lambda c: c["size_n"] % 128 != 0),
+    ("ragged block N % block_n != 0", S.fp8_layer_cases(schemes=("block",)),
+     lambda c: c["size_n"] % c["block_n"] != 0),
+    ("block_n != block_k, ragged", S.fp8_layer_cases(schemes=("block",)),
+     lambda c: c["block_n"] == 256 and c["size_n"] % 256 != 0),
+    ("MoE block_n 64", S.fp8_moe_cases(schemes=("block",)), lambda c: c["block_n"] == 64),
     ("block with K == block_k (single permutation)", S.fp8_layer_cases(schemes=("block",)),
      lambda c: c["size_k"] == 128),
     ("rank-0 tensor scale", S.fp8_layer_cases(schemes=("tensor",)), lambda c: c["scale_rank"] == 0),
