@@ -40,16 +40,22 @@ def example_counts(config: pytest.Config) -> Counter:
     return config.stash[_COUNTS]
 
 
+_current_nodeid: list[str] = [""]  # parametrized items share one inner test, so the wrapper reads this
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> None:
     handle = getattr(getattr(item, "obj", None), "hypothesis", None)
-    if handle is None or getattr(handle.inner_test, "_marlin_counted", False):
+    if handle is None:
         return
-    counts, nodeid, inner = example_counts(item.config), item.nodeid, handle.inner_test
+    _current_nodeid[0] = item.nodeid
+    if getattr(handle.inner_test, "_marlin_counted", False):
+        return
+    counts, inner = example_counts(item.config), handle.inner_test
 
     @functools.wraps(inner)
     def counted(*args, **kwargs):
-        counts[nodeid] += 1
+        counts[_current_nodeid[0]] += 1
         return inner(*args, **kwargs)
 
     counted._marlin_counted = True

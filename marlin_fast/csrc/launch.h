@@ -70,7 +70,7 @@ struct GemmArgs {
 // Blocks of one configuration that fit on an SM (after raising the dynamic shared-memory limit).
 int gemm_blocks_per_sm(int act, int scheme, int config);
 
-// Fills the plan fields of args.  rows_blocks = number of m-blocks (dense: ceil(M / BM)).
+// Fills the plan fields of args (n_blocks, splits, stages); args.m_blocks must be set (dense: ceil(M / BM)).
 void plan_gemm(GemmArgs& args, int config, int num_sms, int blocks_per_sm, int forced_splits);
 
 cudaError_t launch_gemm(int act, int scheme, int config, const GemmArgs& args, cudaStream_t stream);
