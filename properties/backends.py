@@ -330,7 +330,20 @@ def backend_names() -> list[str]:
 register_backend("ref", _ref_backend)
 register_backend("torch", _torch_backend)
 register_backend("torch-cuda", _torch_cuda_backend)
-register_backend("cuda", _torch_cuda_backend)  # until the CUDA kernels of marlin_fast/csrc take this name
+
+
+def _cuda_backend() -> Backend:
+    """marlin_fast on CUDA tensors, with the CUDA kernels (marlin_fast.cuda) for the repack and the GEMM."""
+    base = _torch_cuda_backend()
+    if not base.ops:
+        return Backend("cuda", base.version, {}, base.missing)
+    kernels = importlib.import_module("marlin_fast.cuda")
+    ops = {op: torch_adapter(getattr(kernels, op), "cuda") for op in ("gptq_marlin_repack", "marlin_gemm")}
+    return Backend("cuda", base.version.replace("(", "(kernels, ", 1), {**base.ops, **ops},
+                   {k: v for k, v in base.missing.items() if k not in ops})
+
+
+register_backend("cuda", _cuda_backend)
 
 
 def check_backend_name(name: str) -> None:
@@ -385,3 +398,8 @@ def get_backend(name: str | None = None) -> Backend:
 def oracle() -> Backend:
     """The NumPy oracle marlin_ref as a Backend (what every law compares against)."""
     return get_backend("ref")
+
+
+from properties.adapters import register as _register_adapters  # noqa: E402  ("vllm", "marlin-ops:<ns>")
+
+_register_adapters()

@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from properties.gpu_pinning import pin_worker_to_gpu
 from properties.backends import DEFAULT_BACKEND, ENV_VAR, NotProvided, check_backend_name, get_backend
 
 pytest_plugins = ["properties.example_counter"]  # --marlin-count-examples, the CI floor on examples run
@@ -68,6 +69,7 @@ def backend_name(config: pytest.Config) -> str:
 
 @pytest.hookimpl(tryfirst=True)  # before Hypothesis' own pytest_configure loads --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
+    pin_worker_to_gpu()  # an xdist worker takes one GPU, before anything initialises CUDA
     register_profiles(Path(config.rootpath))
     settings.load_profile(default_profile(os.environ))
     try:

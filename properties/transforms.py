@@ -56,15 +56,16 @@ def fp8_codes(case: dict, shape: tuple, salt: int = 0) -> np.ndarray:
 
 def distinct(rng: np.random.Generator, count: int, dtype: str, exponents=SCALE_EXPONENTS, *,
              signed: bool = False, shift: int = 0) -> np.ndarray:
-    """`count` distinct values of dtype with |v| in [2^lo, 2^(hi+1)) * 2^shift (repeats only once the
-    window is exhausted, so never all equal for count > 1)."""
+    """`count` distinct values of dtype with |v| in [2^lo, 2^(hi+1)) * 2^shift; the window grows down
+    by whole binades when count needs more codes (bf16 has 128 per binade), so values never repeat."""
     lo, hi = exponents[0] + shift, exponents[1] + shift
     if dtype == "float32":
         values = np.ldexp(1 + rng.random(count), rng.integers(lo, hi + 1, count)).astype(np.float32)
     else:
         bias, mant = _CODE_FIELDS[dtype]
+        lo = min(lo, hi + 1 - -(-count // (1 << mant)))
         window = np.arange((lo + bias) << mant, (hi + bias + 1) << mant, dtype=np.uint16)
-        picks = rng.permutation(window)[np.arange(count) % window.size]
+        picks = rng.permutation(window)[:count]
         values = picks.view(np.float16 if dtype == "float16" else ml_dtypes.bfloat16)
     if signed:
         values = np.where(rng.random(count) < 0.5, -values, values).astype(values.dtype)
