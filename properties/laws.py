@@ -19,6 +19,7 @@ import numpy as np
 
 from properties import report
 from properties.backends import Backend, NotProvided, get_backend, oracle
+from properties.cells import note_cell
 from properties.report import assert_bit_exact, assert_fields_bit_exact
 from properties.transforms import Transform, by_name, gptq_pack, gptq_unpack, perm_for
 
@@ -235,15 +236,19 @@ LAWS = {f.__name__: f for f in (matches_oracle, roundtrip, inputs_never_mutated,
 
 
 def check(law: str, backend: Backend, row: Transform, case: dict) -> None:
-    """Run one law on one case; a failure gets the one-line reproduction as a note."""
+    """Run one law on one case; a failure gets the one-line reproduction as a note. The outcome is
+    counted for the compliance report (properties.cells.note_cell; a no-op outside a recorded test)."""
     __tracebackhide__ = True
     try:
         LAWS[law](backend, row, case)
     except NotProvided:
+        note_cell(backend.name, row, case, "not provided")
         raise
     except Exception as exc:
+        note_cell(backend.name, row, case, "failed")
         exc.add_note(f"Reproduce: {report.repro_command(law, row.name, case, backend.name)}")
         raise
+    note_cell(backend.name, row, case, "passed")
 
 
 def replay(law: str, transform: str, case, backend: str | None = None) -> None:

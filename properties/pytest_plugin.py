@@ -9,7 +9,9 @@
   (git-ignored). It is safe for pytest-xdist workers: each example is one file, written to a temporary
   name and renamed into place, and readers skip files that vanish. `ci` is derandomized, which
   implies no database (a clean CI clone has nothing to replay).
-* The terminal summary counts "not provided" skips per operation apart from other skips.
+* The terminal summary counts "not provided" skips per operation apart from other skips, prints the
+  compliance table (properties.compliance, `--marlin-report=PATH`) and every failing law's shrunk case
+  with the command that replays it (properties.replay, `--marlin-save-failures`).
 
 Loaded by the `pytest11` entry point when the package is installed, else by the repo's conftest.py.
 """
@@ -27,7 +29,9 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from properties.gpu_pinning import pin_worker_to_gpu
 from properties.backends import DEFAULT_BACKEND, ENV_VAR, NotProvided, check_backend_name, get_backend
 
-pytest_plugins = ["properties.example_counter"]  # --marlin-count-examples, the CI floor on examples run
+pytest_plugins = ["properties.example_counter",  # --marlin-count-examples, the CI floor on examples run
+                  "properties.compliance",       # the compliance table, --marlin-report
+                  "properties.replay"]           # minimal failing cases, --marlin-save-failures
 
 # examples per test at weight 1.0; the suite's CI budget is several thousand examples in < 10 min on 2 cores
 PROFILE_EXAMPLES = {"dev": 10, "ci": 40, "gpu": 100, "nightly": 1000}

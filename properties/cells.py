@@ -1,0 +1,99 @@
+"""The compliance report's cells: which (operation, scale scheme, dtype) one law check exercised.
+
+`properties.laws.check` calls `note_cell(backend, row, case, outcome)` once per check, with
+outcome "passed", "failed" or "not provided". While the compliance plugin (properties.compliance)
+records a test, the call counts into that test's tally; outside a recording it does nothing, so
+`python -m properties.laws` and plain library use pay nothing. Only checks on the backend under test
+are counted (a meta test that calls a law on a planted mutant is not that backend's verdict).
+
+A case is a small JSON dict (properties.strategies); `cell_of` reads its axes from the case fields:
+
+    scheme   the checkpoint scale scheme ("channel", "tensor", "shard_equal", "shard_widths", "block";
+             MoE: "w13/w2" when they differ), "mx" for the MXFP8 e8m0 path, "channel" / "group=<g>"
+             for the scale permutation and padding helpers, "-" where no scale is involved (the layouts)
+    dtype    the activation dtype (orig_dtype), the MX intermediate dtype, the scale or bias dtype,
+             "<b>-bit" for the repack, the weight's carrier for the pack, "-" for the padding helpers
+
+    >>> cell_of("prepare_fp8_moe_layer_for_marlin", {"scheme": "channel", "w2_scheme": "tensor",
+    ...                                                "orig_dtype": "bfloat16"})
+    ('channel/tensor', 'bfloat16')
+    >>> cell_of("convert_fp8_moe_scales", {"scheme": "channel", "w2_scheme": "tensor", "orig_dtype": "float16"},
+    ...         transform="convert_fp8_moe_scales[w2]")
+    ('tensor', 'float16')
+    >>> cell_of("marlin_permute_scales", {"group_size": 64, "dtype": "float32"})
+    ('group=64', 'float32')
+    >>> cell_of("gptq_marlin_repack", {"num_bits": 4}), cell_of("pack_fp8_to_int32", {"codes": "uint8"})
+    (('-', '4-bit'), ('-', 'uint8'))
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+NO_AXIS = "-"
+OUTCOMES = ("passed", "failed", "not provided")
+# carrier of the fp8 weight of a pack case (strategies.pack_cases "codes") and of packed words
+_PACK_DTYPES = {"fp8": "float8_e4m3fn", "uint8": "uint8"}
+
+
+def _group(case: dict) -> str:
+    return "channel" if case["group_size"] == -1 else f"group={case['group_size']}"
+
+
+def cell_of(op: str, case: dict, *, transform: str | None = None) -> tuple[str, str]:
+    """(scale scheme, dtype) of one case of `op` (see the module docstring); `transform` is the
+    registry row name, which tells the w13 and w2 rows of the MoE scale conversion apart."""
+    if "scheme" in case:
+        w13, w2 = case["scheme"], case.get("w2_scheme")
+        if transform is not None and transform.endswith("[w2]"):
+            scheme = w2
+        elif w2 in (None, w13) or (transform is not None and transform.endswith("[w13]")):
+            scheme = w13
+        else:
+            scheme = f"{w13}/{w2}"      # an MoE layer: w13's scheme / w2's scheme
+    elif "mxfp8" in op:
+        scheme = "mx"
+    elif "group_size" in case:
+        scheme = _group(case)
+    else:
+        scheme = NO_AXIS
+    if op == "unpack_fp8_from_int32":
+        dtype = "int32"
+    elif "codes" in case and op == "pack_fp8_to_int32":
+        dtype = _PACK_DTYPES.get(case["codes"], case["codes"])
+    elif "num_bits" in case:
+        dtype = f"{case['num_bits']}-bit"
+    else:
+        dtype = case.get("orig_dtype") or case.get("intermediate_dtype") or case.get("dtype") or NO_AXIS
+    return str(scheme), str(dtype)
+
+
+class Tally:
+    """One test's checks: {(op, scheme, dtype): Counter(outcome -> checks)}, and whether the test is a
+    Hypothesis test (then each check is one example)."""
+
+    def __init__(self, backend: str, *, hypothesis: bool):
+        self.backend, self.hypothesis = backend, hypothesis
+        self.cells: dict[tuple[str, str, str], Counter] = {}
+
+    def add(self, op: str, scheme: str, dtype: str, outcome: str) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"Tally.add: outcome={outcome!r} must be one of {OUTCOMES}")
+        self.cells.setdefault((op, scheme, dtype), Counter())[outcome] += 1
+
+
+_ACTIVE: list[Tally | None] = [None]   # the tally of the running test (the compliance plugin sets it)
+
+
+def start(tally: Tally | None) -> None:
+    """Count the following checks into `tally` (None: stop counting)."""
+    _ACTIVE[0] = tally
+
+
+def note_cell(backend: str, row, case: dict, outcome: str) -> None:
+    """Count one law check on `row` (a properties.transforms.Transform) with `case` on the backend
+    named `backend`; a no-op unless a recording for that backend is active."""
+    tally = _ACTIVE[0]
+    if tally is None or backend != tally.backend:
+        return
+    tally.add(row.op, *cell_of(row.op, case, transform=row.name), outcome)
