@@ -31,14 +31,20 @@ from marlin_ref.layout import (SUPPORTED_NUM_BITS, TILE_K, TILE_N, TILE_SLOTS, W
                                pack_factor, weight_read_order)
 
 
-def check_repack_inputs(fn, b_q_weight, perm, size_k, size_n, num_bits):
-    """Shared validation of (gptq_marlin_repack, gptq_marlin_repack_by_element); returns the perm as
-    an int64 array, or None for no act-order. vLLM's kernel does not check perm (§6.1 item 27); we do."""
+def check_tile_sizes(fn, num_bits, size_k, size_n):
+    """num_bits in {4, 8}; size_k a positive multiple of 16, size_n of 64 (§2.3 host checks)."""
     num_bits = check_one_of(fn, "num_bits", num_bits, SUPPORTED_NUM_BITS)
     size_k = check_multiple(fn, "size_k", size_k, TILE_K)
     size_n = check_multiple(fn, "size_n", size_n, TILE_N)
     if size_k <= 0 or size_n <= 0:
         raise ValueError(f"{fn}: size_k={size_k} and size_n={size_n} must be positive")
+    return num_bits, size_k, size_n
+
+
+def check_repack_inputs(fn, b_q_weight, perm, size_k, size_n, num_bits):
+    """Shared validation of (gptq_marlin_repack, gptq_marlin_repack_by_element); returns the perm as
+    an int64 array, or None for no act-order. vLLM's kernel does not check perm (§6.1 item 27); we do."""
+    num_bits, size_k, size_n = check_tile_sizes(fn, num_bits, size_k, size_n)
     check_dtype(fn, "b_q_weight", b_q_weight, [np.int32])
     pf = pack_factor(num_bits)
     check_shape(fn, "b_q_weight", b_q_weight, (size_k // pf, size_n), f"[size_k/{pf}, size_n]")
@@ -102,11 +108,7 @@ def gptq_marlin_unrepack(marlin_q_weight, size_k, size_n, num_bits) -> np.ndarra
     """Inverse of the layout: int32[K/16, 16N/pf] -> GPTQ-packed int32[K/pf, N]. An act-order perm
     is not undone (the result is pack(Q[perm]))."""
     fn = "gptq_marlin_unrepack"
-    num_bits = check_one_of(fn, "num_bits", num_bits, SUPPORTED_NUM_BITS)
-    size_k = check_multiple(fn, "size_k", size_k, TILE_K)
-    size_n = check_multiple(fn, "size_n", size_n, TILE_N)
-    if size_k <= 0 or size_n <= 0:
-        raise ValueError(f"{fn}: size_k={size_k} and size_n={size_n} must be positive")
+    num_bits, size_k, size_n = check_tile_sizes(fn, num_bits, size_k, size_n)
     check_dtype(fn, "marlin_q_weight", marlin_q_weight, [np.int32])
     pf = pack_factor(num_bits)
     check_shape(fn, "marlin_q_weight", marlin_q_weight, (size_k // TILE_K, size_n * TILE_K // pf),
