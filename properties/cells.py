@@ -28,11 +28,12 @@ A case is a small JSON dict (properties.strategies); `cell_of` reads its axes fr
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 
 NO_AXIS = "-"
 OUTCOMES = ("passed", "failed", "not provided")
-# carrier of the fp8 weight of a pack case (strategies.pack_cases "codes") and of packed words
+# the carrier of a pack case's fp8 weight (strategies.pack_cases "codes") as a dtype name
 _PACK_DTYPES = {"fp8": "float8_e4m3fn", "uint8": "uint8"}
 
 
@@ -88,6 +89,17 @@ _ACTIVE: list[Tally | None] = [None]   # the tally of the running test (the comp
 def start(tally: Tally | None) -> None:
     """Count the following checks into `tally` (None: stop counting)."""
     _ACTIVE[0] = tally
+
+
+@contextlib.contextmanager
+def recording(tally: Tally | None):
+    """Count into `tally` inside the block, then go back to the recording that was active."""
+    previous = _ACTIVE[0]
+    start(tally)
+    try:
+        yield tally
+    finally:
+        start(previous)
 
 
 def note_cell(backend: str, row, case: dict, outcome: str) -> None:

@@ -5,7 +5,7 @@ backend under test is counted into the cell of its case (properties.cells: `laws
 `note_cell`). At the end of the run the cells are summed over tests and over pytest-xdist workers
 (each worker sends its per-test records through `config.workeroutput`, as example_counter does), and
 
-* the terminal summary prints the table (with -q: one line), and
+* the terminal summary prints the table (with -q: a one-line summary), and
 * `--marlin-report=PATH` writes PATH.json and PATH.md (a suffix .json/.md on PATH is dropped); a PATH
   that is an existing directory or ends in "/" gets DIR/compliance.json and DIR/compliance.md.
 
@@ -294,7 +294,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     from properties.example_counter import example_counts
 
     report = build_report(nodes, header(config), dict(example_counts(config)))
-    if config.get_verbosity() >= 0 or path:
+    if config.get_verbosity() >= 0:
         terminalreporter.section("marlin: compliance (backend x operation x scale scheme x dtype)")
         for line in to_text(report):
             terminalreporter.write_line(line)

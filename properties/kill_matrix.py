@@ -39,7 +39,7 @@ from hypothesis import Phase, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 LAW_FILES = ("tests/test_laws_layout.py", "tests/test_laws_scales.py", "tests/test_laws_prepare.py",
-             "tests/test_laws_equivalences.py")
+             "tests/test_laws_equivalences.py", "tests/test_laws_gemm.py")
 PROFILE = "ci"
 _DRAW_CASE = re.compile(r"^Draw \d+ \(case\): ", re.MULTILINE)
 _REPRO = re.compile(r"Reproduce: python -m properties\.laws (\S+) '([^']*)' '(\{.*?\})' --backend")

@@ -45,7 +45,6 @@ FIELDS = ("format", "law", "transform", "op", "backend", "case", "saved", "nodei
 HASH_CHARS = 12
 DEFAULT_DIR = Path("tests") / "regressions"   # under the pytest rootdir
 _REPRODUCE = re.compile(r"^Reproduce: python -m properties\.laws (\w+) '([^']*)' '(\{.*\})' --backend '([^']*)'$")
-_FILE_NAME = re.compile(r"^(\w+)-([0-9a-f]{%d})\.json$" % HASH_CHARS)
 
 
 @dataclass(frozen=True)
@@ -152,9 +151,10 @@ def load(path: Path) -> dict:
 
 
 def files(directory: Path) -> list[Path]:
-    """The regression files of a directory, sorted (none if it does not exist)."""
+    """The *.json files of a directory, sorted (none if it does not exist); `load` rejects a file
+    that is not a regression case, so a stray or misnamed file fails loudly instead of being skipped."""
     directory = Path(directory)
-    return sorted(p for p in directory.glob("*.json") if _FILE_NAME.match(p.name)) if directory.is_dir() else []
+    return sorted(directory.glob("*.json")) if directory.is_dir() else []
 
 
 def replay_file(path: Path, backend=None) -> dict:

@@ -1,0 +1,267 @@
+"""GEMM cases and laws: `marlin_gemm` through the backend seam, on Marlin tensors the oracle prepared (spec §3).
+
+A case is a small JSON dict, like every case of properties.strategies:
+
+    {"scheme": "channel" | "group128" | "mx", "dtype": "float16" | "bfloat16" (mx: bfloat16 only),
+     "size_k": K, "size_n": N, "activations": "one_hot" | "identity" | "normal", "rows": M,
+     "act_exponent": e, "bias": bool, "specials": "none" | "some" | "many", "seed": s}
+
+Shapes are the ones the kernel runs (§4.2): K a multiple of 128 and N of 64, or K an odd multiple of
+64 and N a multiple of 128 (not for group 128); MXFP8 has K/32 >= 2 groups. `build_gemm(case)` makes the
+checkpoint tensors from the seed (random e4m3 bytes, NaN codes included, plus special codes at the
+case's density; distinct scales; e8m0 codes with the boundary codes planted) and prepares them with the
+ORACLE's pipelines (marlin_ref.prepare_*), so a law exercises the GEMM alone. Activations: one-hot rows
+at random k ("one_hot", M rows), the identity ("identity", M = K: every W[k, n] is read out), or
+normal values times 2^act_exponent rounded to dtype ("normal").
+
+Laws (`GEMM_LAWS`), run through `check` (counts the compliance cell, adds the one-line reproduction):
+
+    gemm_one_hot_is_exact   one-hot rows read out one_hot_expected(W_eff) bit for bit (§3.6), zeros by
+                            value (-0 reads out as +0, §3.4), NaN where NaN
+    gemm_within_bound       |out - a @ W_eff (+ b)| <= marlin_gemm_error_bound (§3.6), through
+                            properties.laws.assert_within_gemm_bound; returns the worst |err| / bound
+
+A row of the output is NOT independent of M in the kernel (§3.3), so no law compares rows across batches.
+Replay one case without Hypothesis:
+
+    python -m properties.gemm_cases gemm_one_hot_is_exact '{"scheme": "channel", ...}' --backend torch
+
+    >>> case = {"scheme": "mx", "dtype": "bfloat16", "size_k": 64, "size_n": 128, "activations": "identity",
+    ...         "rows": 1, "act_exponent": 0, "bias": True, "specials": "none", "seed": 0}
+    >>> built = build_gemm(case)
+    >>> built.kwargs["a"].shape, built.kwargs["b_scales"].shape, built.kwargs["b_scales"].dtype.name
+    ((64, 64), (2, 128), 'float8_e8m0fnu')
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+from marlin_ref.formats import as_activation_dtype, round_to_dtype
+from marlin_ref.layout import MX_BLOCK, TILE_N, locate, locate_scale
+from marlin_ref.marlin_gemm import (dequantize_marlin_weight, ieee_matmul, marlin_gemm_error_bound,
+                                    one_hot_activations, one_hot_expected)
+from marlin_ref.prepare_fp8_layer_for_marlin import prepare_fp8_layer_for_marlin
+from marlin_ref.prepare_mxfp8_layer_for_marlin import prepare_mxfp8_layer_for_marlin
+from properties import report
+from properties import strategies as S
+from properties import transforms as T
+from properties.backends import Backend, NotProvided, get_backend
+from properties.cells import note_cell
+from properties.laws import assert_within_gemm_bound, run_op
+
+OP = "marlin_gemm"
+SCHEMES = ("channel", "group128", "mx")
+FP8_GROUP = 128                # the only grouped FP8 kernel (§4.2)
+K_UNIT, NARROW_K, WIDE_N = 128, 64, 128   # §4.2: (K % 128, N % 64) or (K % 64, N % 128)
+MAX_K_UNITS, MAX_N_TILES = 4, 4           # K <= 512 (640 for group 128), N <= 256 (512 narrow): milliseconds
+MAX_ROWS = 24                             # both sides of the kernel's M <= 8 branch (§4.2)
+GEMM_SCALE_EXPONENTS = (-8, 0)            # S in [2^-8, 2): outputs stay finite in fp16 for K <= 512
+ACT_EXPONENTS = (0, -16, 6)               # normal activations x 2^e: typical, tiny (subnormal products), large
+MX_TYPICAL_CODES = (120, 134)             # e8m0 background: 2^-7 .. 2^7
+MX_PLANTS = {"none": 0, "some": 1, "many": 4}  # copies of every boundary e8m0 code (0, 255, 249, ...)
+SALT_BIAS, SALT_MX, SALT_HOT, SALT_ACT = 4, 5, 6, 7
+
+
+# --- cases --------------------------------------------------------------------------------------
+
+@st.composite
+def gemm_cases(draw, *, activations=("one_hot", "identity")) -> dict:
+    """A GEMM the kernel runs. Shrinks towards channel-wise, (K, N) = (128, 64), one row, no bias,
+    no special codes, seed 0: the smallest legal shape (§4.2)."""
+    scheme = draw(st.sampled_from(SCHEMES), label="scheme")
+    dtype = draw(st.sampled_from(S.ACTIVATION_DTYPES), label="dtype")
+    k_units = draw(st.integers(1, MAX_K_UNITS), label="k_units")
+    n_tiles = draw(st.integers(1, MAX_N_TILES), label="n_tiles")
+    narrow = draw(st.booleans(), label="narrow_k")        # drawn for every scheme: equal-length choices
+    grouped = scheme == "group128"                        # K = 128 would be one group: the channel path (§2.4)
+    k, n = K_UNIT * (k_units + grouped), TILE_N * n_tiles
+    if narrow and not grouped:                            # K an odd multiple of 64 needs N % 128 == 0
+        k, n = K_UNIT * k_units - NARROW_K, WIDE_N * n_tiles
+    kind = draw(st.sampled_from(activations), label="activations")
+    rows = draw(st.integers(1, MAX_ROWS), label="rows")   # drawn for the identity too: equal-length choices
+    return {"scheme": scheme, "dtype": "bfloat16" if scheme == "mx" else dtype, "size_k": k, "size_n": n,
+            "activations": kind, "rows": k if kind == "identity" else rows,
+            "act_exponent": draw(st.sampled_from(ACT_EXPONENTS), label="act_exponent"),
+            "bias": draw(st.booleans(), label="bias"),
+            "specials": draw(st.sampled_from(tuple(MX_PLANTS)), label="specials"),
+            "seed": draw(S.seeds(), label="seed")}
+
+
+def one_hot_cases() -> st.SearchStrategy[dict]:
+    return gemm_cases(activations=("one_hot", "identity"))
+
+
+def random_cases() -> st.SearchStrategy[dict]:
+    return gemm_cases(activations=("normal",))
+
+
+# --- building --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GemmInputs:
+    kwargs: dict                         # marlin_gemm's keyword arguments (NumPy)
+    w_eff: np.ndarray                    # float64 [K, N], the oracle's per-scheme weight (§3.6)
+    bias: np.ndarray | None              # logical [N] in dtype
+    channel_scales: np.ndarray | None    # logical S [N] (channel-wise only), for the bound's floor
+    hot: np.ndarray | None               # int [M]: the k of each one-hot row
+
+
+def _e8m0_codes(case: dict, shape: tuple) -> np.ndarray:
+    """uint8 [N, K/32]: typical exponents, with every boundary code of §3.5 planted `MX_PLANTS` times."""
+    rng = T.rng_for(case, SALT_MX)
+    codes = rng.integers(MX_TYPICAL_CODES[0], MX_TYPICAL_CODES[1] + 1, shape).astype(np.uint8)
+    plants = np.repeat(np.array(S.E8M0_BOUNDARY_CODES, np.uint8), MX_PLANTS[case["specials"]])
+    flat = codes.reshape(-1)
+    flat[rng.permutation(flat.size)[:plants.size]] = plants[:flat.size]
+    return codes
+
+
+def _activations(case: dict, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
+    k, kind = case["size_k"], case["activations"]
+    if kind == "identity":
+        hot = np.arange(k)
+    elif kind == "one_hot":
+        hot = T.rng_for(case, SALT_HOT).choice(k, case["rows"], replace=case["rows"] > k)
+    else:
+        x = T.rng_for(case, SALT_ACT).standard_normal((case["rows"], k)) * 2.0 ** case["act_exponent"]
+        return round_to_dtype(x, dtype).astype(dtype), None
+    return one_hot_activations(hot, k, dtype), hot
+
+
+def build_gemm(case: dict) -> GemmInputs:
+    """The case's checkpoint prepared by the oracle, its activations, and what the laws expect."""
+    k, n, scheme, name = case["size_k"], case["size_n"], case["scheme"], case["dtype"]
+    dtype = as_activation_dtype(name)
+    codes = T.fp8_codes({**case, "plants": []}, (k, n))                                # [K, N] uint8
+    bias = (T.distinct(T.rng_for(case, SALT_BIAS), n, name, T.BIAS_EXPONENTS, signed=True)
+            if case["bias"] else None)
+    channel = None
+    if scheme == "mx":
+        layer = prepare_mxfp8_layer_for_marlin(np.ascontiguousarray(codes.T).view(T.E4M3),     # [N, K]
+                                               _e8m0_codes(case, (n, k // MX_BLOCK)), bias=bias)
+    else:
+        groups = 1 if scheme == "channel" else k // FP8_GROUP
+        s = T.distinct(T.rng_for(case, 1), groups * n, name, GEMM_SCALE_EXPONENTS)       # exact in dtype
+        scale = s if scheme == "channel" else s.reshape(groups, n)                      # [N] or [K/128, N]
+        layer = prepare_fp8_layer_for_marlin(codes.view(T.E4M3), scale.astype(np.float32), orig_dtype=name,
+                                             weight_block_size=None if scheme == "channel" else [1, FP8_GROUP],
+                                             bias=bias)
+        channel = s.astype(np.float64) if scheme == "channel" else None
+    if (layer.padded_k, layer.padded_n) != (k, n):
+        raise ValueError(f"build_gemm: case {case} is not a kernel shape (padded to "
+                         f"{layer.padded_k}x{layer.padded_n})")
+    a, hot = _activations(case, dtype)
+    w_eff = dequantize_marlin_weight(layer.qweight, layer.scales, k, n, dtype=dtype)
+    kwargs = {"a": a, "b_q_weight": layer.qweight, "b_scales": layer.scales, "b_bias": layer.bias,
+              "size_n": n, "size_k": k}
+    return GemmInputs(kwargs, w_eff, bias, channel, hot)
+
+
+GEMM_ROW = T.Transform("marlin_gemm", OP, "gemm", one_hot_cases, lambda case: build_gemm(case).kwargs)
+GEMM_ROWS = [GEMM_ROW]
+
+
+# --- laws ------------------------------------------------------------------------------------------
+
+def _where(case: dict, m: int, n: int, k: int) -> str:
+    """Where the one product of out[m, n] comes from: W[k, n] in the Marlin layout and its scale."""
+    loc = locate(k, n, size_n=case["size_n"])
+    group = {"channel": None, "group128": FP8_GROUP, "mx": MX_BLOCK}[case["scheme"]]
+    scale = locate_scale(n, grouped=group is not None, mx=case["scheme"] == "mx")
+    g = 0 if group is None else k // group
+    return (f"out[{m}, {n}] <- W[k={k}, n={n}]: k-tile {loc.k_tile}, n-tile {loc.n_tile}, Marlin row {loc.row} "
+            f"word {loc.word} byte {loc.slot} (lane {loc.lane}, register {loc.register}, half {loc.half}); "
+            f"scale [{g}, {scale.offset}] (lanes {scale.lanes[0]}..{scale.lanes[-1]})")
+
+
+def _check_output(out, case: dict, dtype: np.dtype, where: str) -> np.ndarray:
+    """The output as float64, once it is an array of a's dtype and shape [M, N]."""
+    __tracebackhide__ = True
+    want = (case["rows"], case["size_n"])
+    if not isinstance(out, np.ndarray) or out.dtype != dtype or out.shape != want:
+        got = f"{out.dtype}{list(out.shape)}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise AssertionError(f"{where}: got {got}, want {dtype}{list(want)}")
+    return out.astype(np.float64)
+
+
+def gemm_one_hot_is_exact(backend: Backend, row: T.Transform, case: dict) -> None:
+    """out == one_hot_expected(W_eff, hot, bias) value for value: each output is one product (§3.6)."""
+    __tracebackhide__ = True
+    built = build_gemm(case)
+    dtype = as_activation_dtype(case["dtype"])
+    where = f"{OP} on {backend.name!r}, one-hot rows"
+    got = _check_output(run_op(backend, OP, built.kwargs), case, dtype, where)
+    want = one_hot_expected(built.w_eff, dtype, hot=built.hot, bias=built.bias).astype(np.float64)
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    if not same.all():
+        bad = np.argwhere(~same)
+        shown = "\n".join(f"  {_where(case, m, n, int(built.hot[m]))}: got {got[m, n]!r}, want {want[m, n]!r}"
+                          for m, n in bad[:report.SHOWN])
+        raise AssertionError(f"{where}: {len(bad)} of {same.size} outputs differ from RT(W_eff[hot, n])"
+                             f"{' (+ bias)' if built.bias is not None else ''}\n{shown}")
+
+
+def gemm_within_bound(backend: Backend, row: T.Transform, case: dict) -> float:
+    """|out - a @ W_eff (+ b)| <= marlin_gemm_error_bound (§3.6); returns the worst finite |err| / bound."""
+    __tracebackhide__ = True
+    built = build_gemm(case)
+    dtype, a = as_activation_dtype(case["dtype"]), built.kwargs["a"]
+    where = f"{OP} on {backend.name!r}, normal activations x 2^{case['act_exponent']}"
+    out = run_op(backend, OP, built.kwargs)
+    got = _check_output(out, case, dtype, where)
+    assert_within_gemm_bound(out, a, built.w_eff, dtype, bias=built.bias,
+                             channel_scales=built.channel_scales, where=where)
+    bound = marlin_gemm_error_bound(a, built.w_eff, dtype, built.bias, channel_scales=built.channel_scales)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        ref = ieee_matmul(a.astype(np.float64), built.w_eff)
+        ref = ref if built.bias is None else ref + built.bias.astype(np.float64)
+        ratio = np.abs(got - ref) / bound
+    finite = np.isfinite(ratio)
+    return float(ratio[finite].max()) if finite.any() else 0.0
+
+
+GEMM_LAWS = {f.__name__: f for f in (gemm_one_hot_is_exact, gemm_within_bound)}
+
+
+def repro_command(law: str, case: dict, backend: str) -> str:
+    return (f"python -m properties.gemm_cases {law} '{json.dumps(case, separators=(',', ':'))}' "
+            f"--backend '{backend}'")
+
+
+def check(law: str, backend: Backend, row: T.Transform, case: dict):
+    """Run one GEMM law on one case (like properties.laws.check): the compliance cell is counted and a
+    failure gets the one-line reproduction as a note. Returns the law's result."""
+    __tracebackhide__ = True
+    try:
+        result = GEMM_LAWS[law](backend, row, case)
+    except NotProvided:
+        note_cell(backend.name, row, case, "not provided")
+        raise
+    except Exception as exc:
+        note_cell(backend.name, row, case, "failed")
+        exc.add_note(f"Reproduce: {repro_command(law, case, backend.name)}")
+        raise
+    note_cell(backend.name, row, case, "passed")
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m properties.gemm_cases", description="Replay one GEMM case.")
+    parser.add_argument("law", choices=sorted(GEMM_LAWS))
+    parser.add_argument("case", help="the case as JSON")
+    parser.add_argument("--backend", default=None)
+    args = parser.parse_args(argv)
+    check(args.law, get_backend(args.backend), GEMM_ROW, json.loads(args.case))
+    print(f"{args.law} holds for {OP} on {args.case}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
