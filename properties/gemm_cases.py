@@ -7,7 +7,8 @@ A case is a small JSON dict, like every case of properties.strategies:
      "act_exponent": e, "bias": bool, "specials": "none" | "some" | "many", "seed": s}
 
 Shapes are the ones the kernel runs (§4.2): K a multiple of 128 and N of 64, or K an odd multiple of
-64 and N a multiple of 128 (not for group 128); MXFP8 has K/32 >= 2 groups. `build_gemm(case)` makes the
+64 and N a multiple of 128; group 128 has K >= 256 (K = 128 is one group, i.e. the channel-wise path,
+§2.4); MXFP8 has K/32 >= 2 groups. `build_gemm(case)` makes the
 checkpoint tensors from the seed (random e4m3 bytes, NaN codes included, plus special codes at the
 case's density; distinct scales; e8m0 codes with the boundary codes planted) and prepares them with the
 ORACLE's pipelines (marlin_ref.prepare_*), so a law exercises the GEMM alone. Activations: one-hot rows
@@ -178,7 +179,7 @@ def _where(case: dict, m: int, n: int, k: int) -> str:
     g = 0 if group is None else k // group
     return (f"out[{m}, {n}] <- W[k={k}, n={n}]: k-tile {loc.k_tile}, n-tile {loc.n_tile}, Marlin row {loc.row} "
             f"word {loc.word} byte {loc.slot} (lane {loc.lane}, register {loc.register}, half {loc.half}); "
-            f"scale [{g}, {scale.offset}] (lanes {scale.lanes[0]}..{scale.lanes[-1]})")
+            f"its scale at b_scales[{g}, {scale.offset}] (lanes {scale.lanes[0]}..{scale.lanes[-1]})")
 
 
 def _check_output(out, case: dict, dtype: np.dtype, where: str) -> np.ndarray:
@@ -202,7 +203,8 @@ def gemm_one_hot_is_exact(backend: Backend, row: T.Transform, case: dict) -> Non
     same = (got == want) | (np.isnan(got) & np.isnan(want))
     if not same.all():
         bad = np.argwhere(~same)
-        shown = "\n".join(f"  {_where(case, m, n, int(built.hot[m]))}: got {got[m, n]!r}, want {want[m, n]!r}"
+        shown = "\n".join(f"  {_where(case, m, n, int(built.hot[m]))}: got {float(got[m, n])!r}, "
+                          f"want {float(want[m, n])!r}"
                           for m, n in bad[:report.SHOWN])
         raise AssertionError(f"{where}: {len(bad)} of {same.size} outputs differ from RT(W_eff[hot, n])"
                              f"{' (+ bias)' if built.bias is not None else ''}\n{shown}")

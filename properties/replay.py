@@ -7,7 +7,8 @@ Every failure of `properties.laws.check` carries the note
 
     Reproduce: python -m properties.laws LAW 'TRANSFORM' '{CASE-JSON}' --backend 'NAME'
 
-and for a Hypothesis test the exception pytest shows is the one of the shrunk case.
+(the GEMM laws' `properties.gemm_cases.check`: `python -m properties.gemm_cases LAW '{CASE-JSON}' ...`,
+transform "marlin_gemm"), and for a Hypothesis test the exception pytest shows is the shrunk case's.
 
 As a pytest plugin (loaded by properties.pytest_plugin):
 
@@ -44,7 +45,8 @@ FORMAT = "marlin-regression/1"
 FIELDS = ("format", "law", "transform", "op", "backend", "case", "saved", "nodeid", "error")
 HASH_CHARS = 12
 DEFAULT_DIR = Path("tests") / "regressions"   # under the pytest rootdir
-_REPRODUCE = re.compile(r"^Reproduce: python -m properties\.laws (\w+) '([^']*)' '(\{.*\})' --backend '([^']*)'$")
+_REPRODUCE = re.compile(r"^Reproduce: python -m properties\.(laws|gemm_cases) (\w+) (?:'([^']*)' )?'(\{.*\})' "
+                        r"--backend '([^']*)'$")
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,33 @@ class Failure:
 
     def command(self, backend: str | None = None) -> str:
         """The one shell line that replays this case (on `backend`, default the one it failed on)."""
+        from properties.laws import LAWS
         from properties.report import repro_command
 
-        return repro_command(self.law, self.transform, self.case, backend or self.backend)
+        if self.law in LAWS:
+            return repro_command(self.law, self.transform, self.case, backend or self.backend)
+        from properties import gemm_cases
+
+        return gemm_cases.repro_command(self.law, self.case, backend or self.backend)
 
     def case_json(self) -> str:
         return json.dumps(self.case, separators=(",", ":"))
+
+
+def law_of(law: str, transform: str):
+    """(check function, registry row) of a law of properties.laws or of the GEMM laws."""
+    from properties import laws
+    from properties.transforms import by_name
+
+    if law in laws.LAWS:
+        return laws.check, by_name(transform)
+    from properties import gemm_cases
+
+    if law not in gemm_cases.GEMM_LAWS:
+        raise ValueError(f"replay: law={law!r} is not one of {sorted(laws.LAWS) + sorted(gemm_cases.GEMM_LAWS)}")
+    if transform != gemm_cases.GEMM_ROW.name:
+        raise ValueError(f"replay: transform={transform!r} of GEMM law {law} must be {gemm_cases.GEMM_ROW.name!r}")
+    return gemm_cases.check, gemm_cases.GEMM_ROW
 
 
 def case_hash(law: str, transform: str, case: dict) -> str:
@@ -87,14 +110,16 @@ def _leaves(exc: BaseException):
 
 
 def failures_of(exc: BaseException) -> list[Failure]:
-    """The law failures an exception carries (the Reproduce notes of properties.laws.check)."""
+    """The law failures an exception carries (the Reproduce notes of properties.laws.check and of
+    properties.gemm_cases.check)."""
     found = []
     for leaf in _leaves(exc):
         first_line = (str(leaf).splitlines() or [""])[0]
         for note in getattr(leaf, "__notes__", ()):
             match = _REPRODUCE.match(note)
             if match:
-                law, transform, case, backend = match.groups()
+                module, law, transform, case, backend = match.groups()
+                transform = transform if module == "laws" else "marlin_gemm"
                 found.append(Failure(law, transform, json.loads(case), backend,
                                      f"{type(leaf).__name__}: {first_line}"[:300]))
     return found
@@ -106,15 +131,13 @@ def save(failure: Failure, directory: Path, *, backend: str, nodeid: str = "",
          now: datetime.datetime | None = None) -> tuple[Path, bool]:
     """Write the failure to directory/<law>-<hash>.json; (path, True) if written, (path, False) if a
     file of that case is already there (it is kept as it is)."""
-    from properties.transforms import by_name
-
     directory = Path(directory)
     path = directory / file_name(failure.law, failure.transform, failure.case)
     if path.exists():
         return path, False
     now = now or datetime.datetime.now(datetime.timezone.utc)
     record = {"format": FORMAT, "law": failure.law, "transform": failure.transform,
-              "op": by_name(failure.transform).op, "backend": backend, "case": failure.case,
+              "op": law_of(failure.law, failure.transform)[1].op, "backend": backend, "case": failure.case,
               "saved": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "nodeid": nodeid, "error": failure.error}
     directory.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")     # written whole, then renamed: xdist workers never see half
@@ -126,9 +149,6 @@ def save(failure: Failure, directory: Path, *, backend: str, nodeid: str = "",
 def load(path: Path) -> dict:
     """A saved case, checked: its fields, a known law and registry row, and a name that matches its
     content (a hand-edited case must be saved under its new hash)."""
-    from properties.laws import LAWS
-    from properties.transforms import by_name
-
     path = Path(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -139,9 +159,10 @@ def load(path: Path) -> dict:
         raise ValueError(f"replay.load: {path} lacks the fields {missing} (a regression file has {list(FIELDS)})")
     if record["format"] != FORMAT:
         raise ValueError(f"replay.load: {path} has format={record['format']!r}, want {FORMAT!r}")
-    if record["law"] not in LAWS:
-        raise ValueError(f"replay.load: {path} names law={record['law']!r}, not one of {sorted(LAWS)}")
-    by_name(record["transform"])   # raises ValueError naming the known rows
+    try:
+        law_of(record["law"], record["transform"])
+    except ValueError as exc:
+        raise ValueError(f"replay.load: {path}: {exc}") from None
     if not isinstance(record["case"], dict):
         raise ValueError(f"replay.load: {path} has case of type {type(record['case']).__name__}, want an object")
     want = file_name(record["law"], record["transform"], record["case"])
@@ -161,13 +182,12 @@ def replay_file(path: Path, backend=None) -> dict:
     """Replay one saved case with its law on `backend` (a Backend or a name; default: the backend it
     was found on); raises like the law (AssertionError), or NotProvided. Returns the record."""
     from properties.backends import Backend, get_backend
-    from properties.laws import check
-    from properties.transforms import by_name
 
     record = load(path)
     if not isinstance(backend, Backend):
         backend = get_backend(backend or record["backend"])
-    check(record["law"], backend, by_name(record["transform"]), record["case"])
+    check, row = law_of(record["law"], record["transform"])
+    check(record["law"], backend, row, record["case"])
     return record
 
 

@@ -1,5 +1,5 @@
 """The compliance report (properties.compliance, properties.cells): cells, verdicts, JSON, Markdown,
-and tiny pytest sessions in subprocesses against torch (under pytest-xdist), ref, a backend that
+and tiny pytest sessions in subprocesses against ref (under pytest-xdist), torch, a backend that
 provides two operations only, and a mutant."""
 
 from __future__ import annotations
@@ -156,49 +156,52 @@ def _load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def test_torch_under_xdist(tmp_path):
+def test_ref_under_xdist(tmp_path):
     # Two workers send their records to the controller; every cell passes, and the examples behind the
     # cells are exactly the examples example_counter counted, test by test.
-    proc = run_pytest(SCALES, "-k", BIAS_AND_CONVERT, "-n", "2", "--marlin-backend", "torch",
-                      "--hypothesis-profile=dev", f"--marlin-report={tmp_path / 'torch'}",
+    proc = run_pytest(SCALES, "-k", BIAS_AND_CONVERT, "-n", "2", "--marlin-backend", "ref",
+                      "--hypothesis-profile=dev", f"--marlin-report={tmp_path / 'ref'}",
                       f"--marlin-count-examples={tmp_path / 'count.txt'}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    report = _load(tmp_path / "torch.json")
+    report = _load(tmp_path / "ref.json")
     head = report["header"]
-    import torch
-
-    assert (head["backend"], head["profile"], head["max_examples"], head["seed"]) == ("torch", "dev", 10, "random")
-    assert head["torch"] == torch.__version__ and head["xdist_workers"] == 2
-    assert head["backend_version"].startswith("marlin_fast ")
+    assert (head["backend"], head["profile"], head["max_examples"], head["seed"]) == ("ref", "dev", 10, "random")
+    assert head["backend_version"].startswith("marlin_ref ") and head["xdist_workers"] == 2
     rows = report["cells"]
     assert {r["operation"] for r in rows} == {"marlin_permute_bias", "marlin_unpermute_bias", "convert_fp8_scales"}
-    assert {r["result"] for r in rows} == {"passed"} and {r["backend"] for r in rows} == {"torch"}
+    assert {r["result"] for r in rows} == {"passed"} and {r["backend"] for r in rows} == {"ref"}
     convert = [r for r in rows if r["operation"] == "convert_fp8_scales"]
     assert {r["scheme"] for r in convert} <= set(FP8_SCHEMES) and {r["dtype"] for r in convert} <= set(ACTIVATION_DTYPES)
     bias = [r for r in rows if "bias" in r["operation"]]
     assert {r["scheme"] for r in bias} == {"-"} and {r["dtype"] for r in bias} <= set(SCALE_DTYPES)
-    # 5 law tests (matches_oracle x 3 rows, roundtrip x 2), 10 examples each in the dev profile
+    # 5 law tests (matches_oracle x 3 rows, roundtrip x 2), up to 10 examples each in the dev profile
     counted = int((tmp_path / "count.txt").read_text())
-    assert report["summary"]["tests"] == 5 and report["summary"]["examples"] == counted == 50
+    assert report["summary"]["tests"] == 5 and report["summary"]["examples"] == counted
     for test in report["tests"]:
-        assert test["examples"] == sum(sum(c[3].values()) for c in test["cells"]) == 10, test
-    md = (tmp_path / "torch.md").read_text()
-    assert len(_table_lines(md, "torch")) == len(rows) and "| CUDA | none |" in md
+        assert 3 <= test["examples"] == sum(sum(c[3].values()) for c in test["cells"]) <= 10, test
+    md = (tmp_path / "ref.md").read_text()
+    assert len(_table_lines(md, "ref")) == len(rows)
     assert "marlin: compliance (backend x operation x scale scheme x dtype)" in proc.stdout
 
 
-def test_ref_names_the_seed_and_lists_every_cell(tmp_path):
-    proc = run_pytest(SCALES, "-k", "permute_scales", "--marlin-backend", "ref", "--hypothesis-profile=dev",
+def test_torch_names_torch_cuda_and_the_seed(tmp_path):
+    proc = run_pytest(SCALES, "-k", "permute_scales", "--marlin-backend", "torch", "--hypothesis-profile=dev",
                       "--hypothesis-seed=7", f"--marlin-report={tmp_path}/")
     assert proc.returncode == 0, proc.stdout[-3000:]
     report = _load(tmp_path / "compliance.json")
-    assert report["header"]["seed"] == "7" and report["header"]["backend_version"].startswith("marlin_ref ")
+    import torch
+
+    head = report["header"]
+    assert (head["seed"], head["torch"], head["xdist_workers"]) == ("7", torch.__version__, 0)
+    assert head["cuda"] == (torch.version.cuda or "none") and head["backend_version"].startswith("marlin_fast ")
+    assert head["gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
     rows = report["cells"]
     assert {r["operation"] for r in rows} == {"marlin_permute_scales", "marlin_unpermute_scales"}
     assert {r["scheme"] for r in rows} <= {"channel", "group=32", "group=64", "group=128"}
     # the table in the terminal has one line per cell
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("ref ")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("torch ")]
     assert len(lines) == len(rows) and all(" passed " in line for line in lines)
+    assert f"| CUDA | {head['cuda']} |" in (tmp_path / "compliance.md").read_text()
 
 
 def test_not_provided_column(tmp_path):

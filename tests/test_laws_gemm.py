@@ -6,11 +6,17 @@ backend runs marlin_fast's torch GEMM. No law compares a row across batch sizes:
 depend on M (§3.3).
 """
 
+import numpy as np
 import pytest
 from hypothesis import given, target, strategies as st
 
+from marlin_ref.marlin_gemm import one_hot_activations
+from marlin_ref.prepare_fp8_layer_for_marlin import prepare_fp8_layer_for_marlin
+from marlin_ref.prepare_mxfp8_layer_for_marlin import prepare_mxfp8_layer_for_marlin
+from properties.backends import get_backend
 from properties.gemm_cases import GEMM_ROWS, check, one_hot_cases, random_cases
 from properties.pytest_plugin import examples
+from properties.transforms import E4M3
 
 
 @pytest.mark.parametrize("row", GEMM_ROWS, ids=str)
@@ -28,3 +34,83 @@ def test_gemm_within_bound(backend, row, data):
     # Normal activations: |out - a @ W_eff (+ b)| <= marlin_gemm_error_bound, steered to the worst ratio.
     ratio = check("gemm_within_bound", backend, row, data.draw(random_cases(), label="case"))
     target(ratio, label="max |err| / bound")
+
+
+# --- worked examples, hand-derived from the spec (any conforming backend) ---------------------------
+
+FP16_S = 1 + 2.0 ** -10          # fp16's successor of 1.0: u·S leaves the fp16 grid for most u
+
+
+def _run(backend, layer, a):
+    return backend.marlin_gemm(a=a, b_q_weight=layer.qweight, b_scales=layer.scales, b_bias=layer.bias,
+                               size_n=layer.padded_n, size_k=layer.padded_k).astype(np.float64)
+
+
+@pytest.mark.parametrize("scheme, size_k, want", [
+    # (A) Σ x·u first, then × S: (0.5625 - 0.5)·S = 0.0625 + 2^-14, on the fp16 grid (ulp 2^-14 there).
+    ("channel", 128, 0.0625 + 2.0 ** -14),
+    # (B) B = RT(u·S) first: RT(0.5625 + 2^-11 + 2^-14) = 0.5625 + 2^-11 (ulp 2^-11, 1/8 ulp dropped)
+    #     minus 0.5 + 2^-11 (exact): 0.0625.
+    ("group128", 256, 0.0625),
+])
+def test_scale_is_applied_where_the_scheme_says(backend, scheme, size_k, want):
+    # §3.2: channel-wise scales multiply the accumulator, group-128 scales the dequantized weight.
+    w = np.zeros((size_k, 64), np.uint8)
+    w[0, 0], w[1, 0] = 0x31, 0x30                                               # 0.5625, 0.5 (§1)
+    scale = np.full((size_k // 128, 1), FP16_S, np.float32)                     # [K/128, N/128] blocks
+    layer = prepare_fp8_layer_for_marlin(w, scale if scheme == "group128" else np.float32(FP16_S),
+                                         orig_dtype="float16",
+                                         weight_block_size=[128, 128] if scheme == "group128" else None)
+    a = np.zeros((1, size_k), np.float16)
+    a[0, 0], a[0, 1] = 1.0, -1.0
+    out = _run(backend, layer, a)
+    assert out[0, 0] == want and not out[0, 1:].any()
+
+
+def test_bias_is_added_in_logical_order_after_rounding(backend):
+    # §2.5, §3.2: W[3, 5] = 2.0 (0x40), S = 0.75 -> 1.5; logical bias b[n] = n/16, passed permuted.
+    w = np.zeros((128, 64), np.uint8)
+    w[3, 5] = 0x40
+    bias = (np.arange(64) / 16).astype(np.float16)
+    layer = prepare_fp8_layer_for_marlin(w, np.float32(0.75), orig_dtype="float16", bias=bias)
+    out = _run(backend, layer, one_hot_activations([3], 128, "float16"))
+    want = bias.astype(np.float64)
+    want[5] += 1.5
+    assert np.array_equal(out[0], want)
+
+
+def test_nan_codes_read_as_480_times_the_scale(backend):
+    # §3.1, §3.4: 0x7F / 0xFF dequantize to ±1.875·2^-8, i.e. ±480·S = ±240 for S = 0.5; no NaN.
+    w = np.zeros((128, 64), np.uint8)
+    w[0, 0], w[1, 0] = 0x7F, 0xFF
+    layer = prepare_fp8_layer_for_marlin(w, np.float32(0.5), orig_dtype="float16")
+    out = _run(backend, layer, one_hot_activations([0, 1], 128, "float16"))
+    assert out[:, 0].tolist() == [240.0, -240.0] and not out[:, 1:].any()
+
+
+def test_mx_boundary_bytes(backend):
+    # §3.1, §3.4: e8m0 byte 0 -> 0 (not 2^-127), 255 -> +inf (so 0·inf = NaN down the whole column),
+    # 130 -> 8; every weight 1.0 (0x38), K = 64 (2 groups), N = 128 (§4.2's K % 64, N % 128 shape).
+    scales = np.full((128, 2), 127, np.uint8)                                   # [N, K/32], 2^0
+    scales[0, 0], scales[1, 0], scales[2, 0] = 0, 255, 130                       # group 0 of columns 0, 1, 2
+    layer = prepare_mxfp8_layer_for_marlin(np.full((128, 64), 0x38, np.uint8).view(E4M3), scales)
+    out = _run(backend, layer, one_hot_activations([5, 40], 64, "bfloat16"))    # k = 5 in group 0, 40 in 1
+    assert out[0, 0] == 0.0 and out[0, 2] == 8.0 and out[1, 0] == 1.0 and out[1, 2] == 1.0
+    assert np.isnan(out[:, 1]).all() and (out[:, 3:] == 1.0).all()
+
+
+# --- error messages of marlin_fast's torch GEMM (the CUDA bindings use the same rules) ----------------
+
+@pytest.mark.parametrize("change, error, match", [
+    ({"size_n": 96}, ValueError, "marlin_gemm: size_n=96 must be a multiple of 64"),
+    ({"b_scales": np.ones((3, 64), np.float16)}, ValueError, "only channel-wise .G=1. or group_size 128"),
+    ({"b_scales": np.full((4, 64), 127, np.uint8)}, ValueError, "MXFP8 .e8m0 scales. needs bfloat16 activations"),
+    ({"b_scales": np.ones((1, 64), np.float32)}, TypeError, "b_scales.dtype=torch.float32 must equal a.dtype"),
+    ({"a": np.zeros((2, 64), np.float16)}, ValueError, r"marlin_gemm: a must have shape \(2, 128\)"),
+    ({"b_bias": np.zeros(32, np.float16)}, ValueError, r"b_bias must have shape \(64,\)"),
+])
+def test_torch_gemm_rejects_bad_input_naming_the_rule(change, error, match):
+    kwargs = {"a": np.zeros((2, 128), np.float16), "b_q_weight": np.zeros((8, 256), np.int32),
+              "b_scales": np.ones((1, 64), np.float16), "b_bias": None, "size_n": 64, "size_k": 128}
+    with pytest.raises(error, match=match):
+        get_backend("torch").marlin_gemm(**{**kwargs, **change})

@@ -94,7 +94,7 @@ def test_load_rejects_bad_files(tmp_path):
         "renamed": (None, "must be named matches_oracle-"),
         "missing": ({k: v for k, v in record.items() if k != "case"}, r"lacks the fields \['case'\]"),
         "format": ({**record, "format": "other/9"}, "format='other/9'"),
-        "law": ({**record, "law": "no_such_law"}, "law='no_such_law', not one of"),
+        "law": ({**record, "law": "no_such_law"}, "law='no_such_law' is not one of"),
         "row": ({**record, "transform": "no_such_row"}, "transform 'no_such_row' is not one of"),
         "case": ({**record, "case": [1]}, "case of type list"),
     }
@@ -107,6 +107,25 @@ def test_load_rejects_bad_files(tmp_path):
     (tmp_path / "junk.json").write_text("{")
     with pytest.raises(ValueError, match="is not JSON"):
         replay.load(tmp_path / "junk.json")
+
+
+def test_gemm_law_failures_save_and_replay(tmp_path):
+    # The GEMM laws (properties.gemm_cases) note their own command; their cases save and replay the same way.
+    from properties import gemm_cases
+
+    case = {"scheme": "channel", "dtype": "float16", "size_k": 128, "size_n": 64, "activations": "one_hot",
+            "rows": 1, "act_exponent": 0, "bias": True, "specials": "none", "seed": 0}
+    with pytest.raises(AssertionError) as failure:
+        gemm_cases.check("gemm_one_hot_is_exact", get_backend("mutant:gemm_bias_logical_order"),
+                         gemm_cases.GEMM_ROW, case)
+    (found,) = replay.failures_of(failure.value)
+    assert (found.law, found.transform, found.case) == ("gemm_one_hot_is_exact", "marlin_gemm", case)
+    assert found.command() == gemm_cases.repro_command("gemm_one_hot_is_exact", case, found.backend)
+    path, _ = replay.save(found, tmp_path, backend="mutant:gemm_bias_logical_order")
+    assert replay.load(path)["op"] == "marlin_gemm"
+    replay.replay_file(path, "torch")               # (the oracle has no marlin_gemm: not provided there)
+    with pytest.raises(AssertionError):
+        replay.replay_file(path)
 
 
 def test_seed_corpus_holds_on_correct_backends_and_fails_on_its_mutants():
