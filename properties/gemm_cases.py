@@ -4,7 +4,7 @@ A case is a small JSON dict, like every case of properties.strategies:
 
     {"scheme": "channel" | "group128" | "mx", "dtype": "float16" | "bfloat16" (mx: bfloat16 only),
      "size_k": K, "size_n": N, "activations": "one_hot" | "identity" | "normal", "rows": M,
-     "act_exponent": e, "bias": bool, "specials": "none" | "some" | "many", "seed": s}
+     "act_exponent": e (normal only), "bias": bool, "specials": "none" | "some" | "many", "seed": s}
 
 Shapes are the ones the kernel runs (§4.2): K a multiple of 128 and N of 64, or K an odd multiple of
 64 and N a multiple of 128; group 128 has K >= 256 (K = 128 is one group, i.e. the channel-wise path,
@@ -28,7 +28,7 @@ Replay one case without Hypothesis:
     python -m properties.gemm_cases gemm_one_hot_is_exact '{"scheme": "channel", ...}' --backend torch
 
     >>> case = {"scheme": "mx", "dtype": "bfloat16", "size_k": 64, "size_n": 128, "activations": "identity",
-    ...         "rows": 1, "act_exponent": 0, "bias": True, "specials": "none", "seed": 0}
+    ...         "rows": 64, "bias": True, "specials": "none", "seed": 0}
     >>> built = build_gemm(case)
     >>> built.kwargs["a"].shape, built.kwargs["b_scales"].shape, built.kwargs["b_scales"].dtype.name
     ((64, 64), (2, 128), 'float8_e8m0fnu')
@@ -87,10 +87,11 @@ def gemm_cases(draw, *, activations=("one_hot", "identity")) -> dict:
         k, n = K_UNIT * k_units - NARROW_K, WIDE_N * n_tiles
     kind = draw(st.sampled_from(activations), label="activations")
     rows = draw(st.integers(1, MAX_ROWS), label="rows")   # drawn for the identity too: equal-length choices
-    return {"scheme": scheme, "dtype": "bfloat16" if scheme == "mx" else dtype, "size_k": k, "size_n": n,
-            "activations": kind, "rows": k if kind == "identity" else rows,
-            "act_exponent": draw(st.sampled_from(ACT_EXPONENTS), label="act_exponent"),
-            "bias": draw(st.booleans(), label="bias"),
+    case = {"scheme": scheme, "dtype": "bfloat16" if scheme == "mx" else dtype, "size_k": k, "size_n": n,
+            "activations": kind, "rows": k if kind == "identity" else rows}
+    if kind == "normal":
+        case["act_exponent"] = draw(st.sampled_from(ACT_EXPONENTS), label="act_exponent")
+    return {**case, "bias": draw(st.booleans(), label="bias"),
             "specials": draw(st.sampled_from(tuple(MX_PLANTS)), label="specials"),
             "seed": draw(S.seeds(), label="seed")}
 

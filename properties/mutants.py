@@ -615,8 +615,8 @@ def _gemm_bias_logical(base):
     return {"marlin_gemm": _before(base, "marlin_gemm", change)}
 
 
-@_mutant("gemm_exponent_bias_missing", "channel-wise path: the fused scale's 2^β is cancelled (out 2^-β too small)",
-         "§2.6, §3.2 (A), §6.1 item 9", "vLLM PR #18026 (exponent bias not fused: the kernel then lacks 2^β)",
+@_mutant("gemm_exponent_bias_missing", "channel-wise path: the fused scale's 2^β cancelled (out 2^-β too small)",
+         "§2.6, §3.2 (A), §6.1 item 9", "cf. vLLM PR #18026 (2^β not fused in the MoE prep); here the GEMM lacks it",
          GEMM, {"marlin_gemm": {**_GEMM_SMALLEST, "scheme": "channel"}})
 def _gemm_beta_missing(base):
     def change(args):
@@ -626,7 +626,7 @@ def _gemm_beta_missing(base):
 
 
 @_mutant("gemm_exponent_bias_twice", "channel-wise path: 2^β applied twice (out 2^β too large)",
-         "§2.6, §3.2 (A), §6.1 item 9", "§6.1 item 9 ('applied exactly once'): the non-skip dequant with fused scales",
+         "§2.6, §3.2 (A), §6.1 item 9", "§6.1 item 9 ('applied exactly once'): non-skip dequant on fused scales",
          GEMM, {"marlin_gemm": {**_GEMM_SMALLEST, "scheme": "channel"}})
 def _gemm_beta_twice(base):
     def fix(out, args):
@@ -637,7 +637,7 @@ def _gemm_beta_twice(base):
 
 
 @_mutant("gemm_group_scale_after_mma", "group-128 scales applied to the fp32 accumulator, B = u (no RT(u·S_g))",
-         "§3.2 (B), §3.7", "natural mistake: the channel-wise scaling order used for groups (§3.7: the paths differ)",
+         "§3.2 (B), §3.7", "natural mistake: the channel-wise order used for groups (§3.7: the two paths differ)",
          GEMM, {"marlin_gemm": {"scheme": "group128", "size_k": 256, "size_n": 64}})
 def _gemm_group_after(base):
     def fix(out, args):
@@ -652,7 +652,7 @@ def _gemm_group_after(base):
     return {"marlin_gemm": _gemm_after(base, fix)}
 
 
-@_mutant("gemm_e8m0_value_decode", "MXFP8 scales decoded by value: byte 0 -> 2^-127 (not 0), byte 255 -> NaN (not +inf)",
+@_mutant("gemm_e8m0_value_decode", "MXFP8 scales decoded by value: byte 0 -> 2^-127 (not 0), 255 -> NaN (not +inf)",
          "§3.1, §3.4, §1", "natural mistake: torch's float8_e8m0fnu cast instead of the kernel's bit trick",
          GEMM, {"marlin_gemm": {**_GEMM_SMALLEST, "scheme": "mx"}})
 def _gemm_e8m0_value(base):

@@ -6,17 +6,21 @@ backend runs marlin_fast's torch GEMM. No law compares a row across batch sizes:
 depend on M (§3.3).
 """
 
+import json
+
 import numpy as np
 import pytest
-from hypothesis import given, target, strategies as st
+from hypothesis import HealthCheck, find, given, settings, target, strategies as st
 
 from marlin_ref.marlin_gemm import one_hot_activations
 from marlin_ref.prepare_fp8_layer_for_marlin import prepare_fp8_layer_for_marlin
 from marlin_ref.prepare_mxfp8_layer_for_marlin import prepare_mxfp8_layer_for_marlin
 from properties.backends import get_backend
-from properties.gemm_cases import GEMM_ROWS, check, one_hot_cases, random_cases
+from properties.gemm_cases import GEMM_ROWS, build_gemm, check, one_hot_cases, random_cases
 from properties.pytest_plugin import examples
 from properties.transforms import E4M3
+
+FIND = settings(database=None, max_examples=500, suppress_health_check=list(HealthCheck), deadline=None)
 
 
 @pytest.mark.parametrize("row", GEMM_ROWS, ids=str)
@@ -34,6 +38,29 @@ def test_gemm_within_bound(backend, row, data):
     # Normal activations: |out - a @ W_eff (+ b)| <= marlin_gemm_error_bound, steered to the worst ratio.
     ratio = check("gemm_within_bound", backend, row, data.draw(random_cases(), label="case"))
     target(ratio, label="max |err| / bound")
+
+
+@given(case=st.one_of(one_hot_cases(), random_cases()))
+@examples(0.5)
+def test_gemm_cases_are_kernel_shapes(case):
+    # §4.2: (K % 128, N % 64) or (K % 64, N % 128); group 128 has >= 2 groups, MXFP8 >= 2 and bf16 only.
+    k, n = case["size_k"], case["size_n"]
+    assert json.loads(json.dumps(case)) == case
+    assert (k % 128 == 0 and n % 64 == 0) or (k % 64 == 0 and n % 128 == 0)
+    assert case["scheme"] != "group128" or (k % 128 == 0 and k >= 256)
+    assert case["scheme"] != "mx" or (k // 32 >= 2 and case["dtype"] == "bfloat16")
+    first, second = build_gemm(case).kwargs, build_gemm(case).kwargs
+    for key in ("a", "b_q_weight", "b_scales"):
+        assert first[key].tobytes() == second[key].tobytes(), f"{key} is not deterministic"
+    assert first["a"].shape == (case["rows"], k)
+
+
+@pytest.mark.parametrize("scheme, size_k", [("channel", 128), ("group128", 256), ("mx", 128)])
+def test_gemm_cases_shrink_to_the_smallest_shape(scheme, size_k):
+    # Hypothesis' simplest case of each scheme: one 64-column tile, the fewest k, one row, nothing special.
+    case = find(one_hot_cases(), lambda c: c["scheme"] == scheme, settings=FIND)
+    assert (case["size_k"], case["size_n"], case["activations"], case["rows"]) == (size_k, 64, "one_hot", 1)
+    assert (case["bias"], case["specials"], case["seed"]) == (False, "none", 0)
 
 
 # --- worked examples, hand-derived from the spec (any conforming backend) ---------------------------
