@@ -90,9 +90,12 @@ def test_encode_e4m3_matches_ml_dtypes_cast():
     assert np.array_equal(encode_e4m3(x), x.astype(ml_dtypes.float8_e4m3fn).view(np.uint8))
 
 
-def test_encode_e4m3_saturate_matches_torch_cast():
+def test_encode_e4m3_matches_torch_cast_in_its_overflow_mode():
+    # torch 2.13 saturates finite overflow to ±448; older releases (2.11 on our GPU runner) give NaN like
+    # ml_dtypes. Ask torch which rule it follows, then every probe value must match that mode exactly.
+    saturates = torch_cast(np.array([1e6], np.float32), torch.float8_e4m3fn)[0] == 0x7E
     x = float32_probe_values()
-    assert np.array_equal(encode_e4m3(x, saturate=True), torch_cast(x, torch.float8_e4m3fn))
+    assert np.array_equal(encode_e4m3(x, saturate=bool(saturates)), torch_cast(x, torch.float8_e4m3fn))
 
 
 @pytest.mark.parametrize("value, code", [
