@@ -29,6 +29,7 @@ from marlin_ref.gptq_marlin_repack_by_element import gptq_marlin_repack_by_eleme
 from marlin_ref.layout import locate, locate_scale, show_tile
 from marlin_ref.marlin_gemm import (
     dequantize_marlin_weight,
+    fp32_accumulator_may_overflow,
     gemm_math_reference,
     marlin_gemm_error_bound,
     marlin_gemm_reference,

@@ -243,6 +243,32 @@ def dtype_ulp(magnitude, dtype) -> np.ndarray:
     return np.where(np.isfinite(v), np.ldexp(1.0, np.maximum(e - 1, min_exp) - mant_bits), np.inf)
 
 
+FP32_MAX = float(np.finfo(np.float32).max)
+
+
+def fp32_accumulator_may_overflow(a, w_eff, *, channel_scales=None) -> np.ndarray:
+    """[M, N] mask of outputs whose fp32 accumulation may overflow in some summation order (§3.3).
+
+    Group-wise (B) and MXFP8 (C) weights enter the MMA at full size, and bf16's range is fp32's, so a
+    product a·W_eff or a partial sum can pass fp32's max (3.4e38) even when the exact total is finite or
+    +inf: the kernel then holds ±inf, and +inf + -inf gives NaN where the float64 reference says +inf
+    (found by the gemm_within_bound law on an H100, MXFP8 bf16). Wherever Σ_k|a·W_eff| >= fp32's max the
+    output is either that non-finite value or the finite result within the bound, depending on the order.
+    Channel-wise (A, channel_scales given) accumulates a·u·2^-β, at most 448·2^-8·65504 or
+    448·2^-120·3.4e38 per product, far from overflow; only the final ×F can overflow, which is the
+    output's own overflow (same sign as the reference). So the mask is all False there.
+
+    >>> fp32_accumulator_may_overflow(np.array([[2.0, -2.0]]), np.array([[2e38], [3e38]]))
+    array([[ True]])
+    """
+    x = np.abs(np.asarray(a, dtype=np.float64))
+    w = np.abs(np.asarray(w_eff, dtype=np.float64))
+    if channel_scales is not None:
+        return np.zeros((x.shape[0], w.shape[1]), dtype=bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return ~(ieee_matmul(x, w) < FP32_MAX)
+
+
 def marlin_gemm_error_bound(a, w_eff, dtype, bias=None, *, channel_scales=None) -> np.ndarray:
     """Per-element bound on |out - ref|, ref = a @ w_eff (+ bias) exactly, out = the kernel's output (§3.6).
 

@@ -261,9 +261,11 @@ def replay(law: str, transform: str, case, backend: str | None = None) -> None:
 
 def assert_within_gemm_bound(out, a, w_eff, dtype, *, bias=None, channel_scales=None, where: str) -> None:
     """|out - a @ w_eff (+ bias)| <= marlin_gemm_error_bound element-wise; where the bound is infinite
-    (overflow, non-finite reference) the output must match the reference's class (inf sign / NaN)."""
+    (overflow, non-finite reference) the output must match the reference's class (inf sign / NaN); where
+    the fp32 accumulator may overflow in some order (fp32_accumulator_may_overflow), a non-finite output
+    is also accepted."""
     __tracebackhide__ = True
-    from marlin_ref.marlin_gemm import ieee_matmul, marlin_gemm_error_bound
+    from marlin_ref.marlin_gemm import fp32_accumulator_may_overflow, ieee_matmul, marlin_gemm_error_bound
 
     bound = marlin_gemm_error_bound(a, w_eff, dtype, bias, channel_scales=channel_scales)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -276,6 +278,8 @@ def assert_within_gemm_bound(out, a, w_eff, dtype, *, bias=None, channel_scales=
         same_class = np.where(np.isnan(ref), np.isnan(got),
                               np.where(np.isinf(ref), got == ref, ~np.isnan(got) & (np.sign(got) == np.sign(ref))))
         bad = np.where(np.isfinite(bound), ~(err <= bound), ~same_class)
+        order_dependent = fp32_accumulator_may_overflow(a, w_eff, channel_scales=channel_scales)
+        bad &= ~(order_dependent & ~np.isfinite(got))
     if bad.any():
         idx = np.argwhere(bad)[:report.SHOWN]
         shown = "; ".join(f"out[{i}, {j}] = {got[i, j]!r}, ref {ref[i, j]!r}, |err| {err[i, j]:.3g} > bound "

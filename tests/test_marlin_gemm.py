@@ -282,3 +282,26 @@ def test_errors_name_the_rule():
     with pytest.raises(ValueError, match=r"topk_ids must lie in \[0, 1\)"):
         marlin_moe_gemm_reference(x16, la.qweight[None], la.scales[None], None, topk_ids=np.array([[1]]),
                                   size_n=64, size_k=256)
+
+
+def test_fp32_accumulator_overflow_is_order_dependent_only_outside_the_channel_path():
+    # The H100 finding: products past fp32's max of opposite signs meet +inf terms; the kernel holds NaN,
+    # the float64 reference +inf. Group/MX weights can do that, channel-wise accumulators cannot.
+    from marlin_ref.marlin_gemm import fp32_accumulator_may_overflow
+    a = np.array([[-2.0, -2.125, 0.5], [1.0, 1.0, 1.0]])
+    w = np.array([[3.0e38], [-np.inf], [1.0]])              # row 0: -6e38 (past fp32) + inf
+    mask = fp32_accumulator_may_overflow(a, w)
+    assert mask[:, 0].tolist() == [True, True]
+    small = np.array([[1.0], [2.0], [3.0]])
+    assert not fp32_accumulator_may_overflow(a, small).any()
+    assert not fp32_accumulator_may_overflow(a, w, channel_scales=np.array([1.0])).any()
+
+
+def test_gemm_bound_accepts_nan_only_where_the_fp32_accumulator_may_overflow():
+    from properties.laws import assert_within_gemm_bound
+    a = np.array([[-2.0, -2.125]]).astype(ml_dtypes.bfloat16)
+    w = np.array([[3.0e38, 1.0], [-np.inf, 1.0]])
+    out = np.array([[np.nan, -4.125]])                     # column 0: +inf exactly, NaN in fp32
+    assert_within_gemm_bound(out, a, w, "bfloat16", where="order-dependent overflow")
+    with pytest.raises(AssertionError, match="outside the §3.6 bound"):
+        assert_within_gemm_bound(np.array([[np.inf, np.nan]]), a, w, "bfloat16", where="NaN in a finite column")
