@@ -200,10 +200,13 @@ def _widths(draw, n: int) -> list[int]:
     units = n // unit
     count = draw(st.integers(2, min(3, units)), label="shards")
     cuts = sorted(draw(st.sets(st.integers(1, units - 1), min_size=count - 1, max_size=count - 1), label="cuts"))
-    parts = [b - a for a, b in zip([0, *cuts], [*cuts, units])]
-    if len(set(parts)) == 1:  # all equal: move one unit so the widths differ
-        parts = [parts[0] + 1, *parts[1:-1], parts[-1] - 1] if parts[-1] > 1 else parts
-    return [unit * p for p in parts]
+    widths = [unit * (b - a) for a, b in zip([0, *cuts], [*cuts, units])]
+    if len(set(widths)) == 1:  # all equal (e.g. n = 48 in three shards): move one column so they differ
+        if widths[-1] > 1:
+            widths = [widths[0] + 1, *widths[1:-1], widths[-1] - 1]
+        else:                  # n == count: merge the last two shards instead
+            widths = [*widths[:-2], widths[-2] + widths[-1]]
+    return widths
 
 
 @st.composite
