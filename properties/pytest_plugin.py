@@ -34,7 +34,7 @@ pytest_plugins = ["properties.example_counter",  # --marlin-count-examples, the 
                   "properties.replay"]           # minimal failing cases, --marlin-save-failures
 
 # examples per test at weight 1.0; the suite's CI budget is several thousand examples in < 10 min on 2 cores
-PROFILE_EXAMPLES = {"dev": 10, "ci": 40, "gpu": 100, "nightly": 1000}
+PROFILE_EXAMPLES = {"dev": 10, "ci": 60, "gpu": 100, "nightly": 1000}
 MIN_EXAMPLES = 3
 
 
