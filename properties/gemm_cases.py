@@ -53,9 +53,8 @@ from marlin_ref.prepare_mxfp8_layer_for_marlin import prepare_mxfp8_layer_for_ma
 from properties import report
 from properties import strategies as S
 from properties import transforms as T
-from properties.backends import Backend, NotProvided, get_backend
-from properties.cells import note_cell
-from properties.laws import assert_within_gemm_bound, run_op
+from properties.backends import Backend, get_backend
+from properties.laws import assert_within_gemm_bound, run_counted, run_op
 
 OP = "marlin_gemm"
 SCHEMES = ("channel", "group128", "mx")
@@ -242,17 +241,7 @@ def check(law: str, backend: Backend, row: T.Transform, case: dict):
     """Run one GEMM law on one case (like properties.laws.check): the compliance cell is counted and a
     failure gets the one-line reproduction as a note. Returns the law's result."""
     __tracebackhide__ = True
-    try:
-        result = GEMM_LAWS[law](backend, row, case)
-    except NotProvided:
-        note_cell(backend.name, row, case, "not provided")
-        raise
-    except Exception as exc:
-        note_cell(backend.name, row, case, "failed")
-        exc.add_note(f"Reproduce: {repro_command(law, case, backend.name)}")
-        raise
-    note_cell(backend.name, row, case, "passed")
-    return result
+    return run_counted(GEMM_LAWS[law], backend, row, case, repro_command(law, case, backend.name))
 
 
 def main(argv=None) -> int:

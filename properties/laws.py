@@ -235,20 +235,27 @@ LAWS = {f.__name__: f for f in (matches_oracle, roundtrip, inputs_never_mutated,
                                  shard_equals_channel, size_k_first_transposes, moe_equals_per_expert)}
 
 
-def check(law: str, backend: Backend, row: Transform, case: dict) -> None:
-    """Run one law on one case; a failure gets the one-line reproduction as a note. The outcome is
-    counted for the compliance report (properties.cells.note_cell; a no-op outside a recorded test)."""
+def run_counted(run, backend: Backend, row: Transform, case: dict, repro: str):
+    """run(backend, row, case), its outcome counted for the compliance report (properties.cells.note_cell;
+    a no-op outside a recorded test) and `repro` attached to a failure as the one-line reproduction."""
     __tracebackhide__ = True
     try:
-        LAWS[law](backend, row, case)
+        result = run(backend, row, case)
     except NotProvided:
         note_cell(backend.name, row, case, "not provided")
         raise
     except Exception as exc:
         note_cell(backend.name, row, case, "failed")
-        exc.add_note(f"Reproduce: {report.repro_command(law, row.name, case, backend.name)}")
+        exc.add_note(f"Reproduce: {repro}")
         raise
     note_cell(backend.name, row, case, "passed")
+    return result
+
+
+def check(law: str, backend: Backend, row: Transform, case: dict) -> None:
+    """Run one law on one case; a failure gets the one-line reproduction as a note."""
+    __tracebackhide__ = True
+    run_counted(LAWS[law], backend, row, case, report.repro_command(law, row.name, case, backend.name))
 
 
 def replay(law: str, transform: str, case, backend: str | None = None) -> None:
