@@ -61,22 +61,17 @@ def test_worked_example_row(repack, kn, where8, where4):
         assert only_word(out, row, col) == value << (num_bits * slot), f"{num_bits}-bit"
 
 
+@pytest.mark.parametrize("num_bits, word", [
+    (8, 0x09010800),   # §2.3.4: bytes (W[0,0], W[8,0], W[1,0], W[9,0])
+    (4, 0x00910080),   # nibbles (k, n) (0,0) (8,0) (0,8) (8,8) (1,0) (9,0) (1,8) (9,8) = 0 8 0 0 1 9 0 0
+])
 @pytest.mark.parametrize("repack", REPACKS, ids=IDS)
-def test_concrete_word_0x09010800(repack):
-    # §2.3.4: column 0 holds W[k, 0] = k -> word 0 = bytes (W[0,0], W[8,0], W[1,0], W[9,0])
+def test_concrete_word_0(repack, num_bits, word):
+    # column 0 holds W[k, 0] = k; word 0 of the output, derived by hand from §2.3.1
     q = np.zeros((16, 64), np.uint32)
     q[:, 0] = np.arange(16)
-    out = repack(gptq_pack(q, 8), None, 16, 64, 8).view(np.uint32)
-    assert out[0, 0] == 0x09010800
-
-
-@pytest.mark.parametrize("repack", REPACKS, ids=IDS)
-def test_concrete_word_4bit(repack):
-    # nibbles of word 0 = (k, n) (0,0) (8,0) (0,8) (8,8) (1,0) (9,0) (1,8) (9,8) = 0 8 0 0 1 9 0 0
-    q = np.zeros((16, 64), np.uint32)
-    q[:, 0] = np.arange(16)
-    out = repack(gptq_pack(q, 4), None, 16, 64, 4).view(np.uint32)
-    assert out[0, 0] == 0x00910080
+    out = repack(gptq_pack(q, num_bits), None, 16, 64, num_bits).view(np.uint32)
+    assert out[0, 0] == word
 
 
 @pytest.mark.parametrize("repack", REPACKS, ids=IDS)

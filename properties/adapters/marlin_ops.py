@@ -240,32 +240,33 @@ def gemm_caller(fn: Callable, sig: tuple) -> Callable:
     return marlin_gemm
 
 
-def repack_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str]:
-    """(NumPy-level gptq_marlin_repack on torch.ops.<namespace>, label); raises Unsupported."""
-    found = find_op(namespace, REPACK_NAMES)
+def _resolve(namespace: str, names, args, required, device, *, missing: str):
+    """(op packet, 'torch.ops.<ns>.<name>', its signature, device to run on) of the first of `names` in the
+    namespace whose schema has the known arguments; raises Unsupported."""
+    found = find_op(namespace, names)
     if found is None:
-        raise Unsupported(f"torch.ops.{namespace} has no gptq_marlin_repack")
+        raise Unsupported(f"torch.ops.{namespace} has {'no ' if not missing.startswith('neither') else ''}{missing}")
     name, packet = found
     where = f"torch.ops.{namespace}.{name}"
     sig = signature(packet)
-    check_arguments(where, sig, REPACK_ARGS, REPACK_REQUIRED)
-    run_on = op_device(f"{namespace}::{name}", device)
+    check_arguments(where, sig, args, required)
+    return packet, where, sig, op_device(f"{namespace}::{name}", device)
+
+
+def repack_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str]:
+    """(NumPy-level gptq_marlin_repack on torch.ops.<namespace>, label); raises Unsupported."""
+    packet, where, sig, run_on = _resolve(namespace, REPACK_NAMES, REPACK_ARGS, REPACK_REQUIRED, device,
+                                          missing="gptq_marlin_repack")
     return (torch_adapter(repack_caller(packet, sig, backend, where), run_on),
             f"{where} [{schema_label(REPACK_SCHEMAS, sig[0])}] on {run_on}")
 
 
 def gemm_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str]:
     """(NumPy-level marlin_gemm on torch.ops.<namespace>, label); raises Unsupported."""
-    found = find_op(namespace, GEMM_NAMES)
-    if found is None:
-        raise Unsupported(f"torch.ops.{namespace} has neither {' nor '.join(GEMM_NAMES)}")
-    name, packet = found
-    where = f"torch.ops.{namespace}.{name}"
-    sig = signature(packet)
-    check_arguments(where, sig, GEMM_ARGS, GEMM_REQUIRED)
+    packet, where, sig, run_on = _resolve(namespace, GEMM_NAMES, GEMM_ARGS, GEMM_REQUIRED, device,
+                                          missing=f"neither {' nor '.join(GEMM_NAMES)}")
     if not GEMM_TYPE_ARGS & set(sig[0]):
         raise Unsupported(f"{where} has an unknown schema {sig[2]}; lacks one of {sorted(GEMM_TYPE_ARGS)}")
-    run_on = op_device(f"{namespace}::{name}", device)
     label = f"{where} [{schema_label(GEMM_SCHEMAS, sig[0])}] on {run_on}"
     return torch_adapter(gemm_caller(packet, sig), run_on), label
 
