@@ -1,6 +1,6 @@
 """marlin_fast: the torch fast path of marlin-ref, device-generic (CPU and CUDA tensors).
 
-An independent torch reading of the spec (../shared/spec/marlin-fp8.md), never importing marlin_ref,
+An independent torch reading of the spec (docs/spec.md), never importing marlin_ref,
 with the same module stems, function names and keyword names (docs/design.md). Tensors in, tensors
 out on the input's device; inputs are never mutated. CUDA kernels live elsewhere and are not imported
 here.

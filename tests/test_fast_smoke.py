@@ -1,7 +1,7 @@
 """Quick sanity checks of marlin_fast against the spec's worked examples (hand-derived, CPU only).
 
 Every expected value below is copied from, or worked out by hand from, a numbered example of
-shared/spec/marlin-fp8.md; none comes from running the code under test. The fast-vs-oracle property
+docs/spec.md; none comes from running the code under test. The fast-vs-oracle property
 tests live elsewhere. (Direct import: the backend seam of properties/ is not there yet.)
 """
 
