@@ -1,5 +1,4 @@
-"""Load the marlin pytest plugin from a checkout; an installed package loads it by its pytest11 entry point."""
+"""marlin-ref's own checkout runs its suite: activate the plugin (installed elsewhere, it stays off unless asked for,
+see marlin_pytest)."""
 
-import sys
-
-pytest_plugins = [] if "properties.pytest_plugin" in sys.modules else ["properties.pytest_plugin"]
+pytest_plugins = ["properties.pytest_plugin"]

@@ -50,12 +50,6 @@ _TALLIES = pytest.StashKey[dict]()
 _WORKERS = pytest.StashKey[int]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("marlin").addoption(
-        "--marlin-report", default=None, metavar="PATH",
-        help="write the compliance table to PATH.json and PATH.md (a directory: DIR/compliance.*)")
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_NODES] = []
     config.stash[_TALLIES] = {}

@@ -19,15 +19,6 @@ import pytest
 _WORKER_KEY = "marlin_example_counts"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("marlin").addoption(
-        "--marlin-count-examples",
-        metavar="PATH",
-        default=None,
-        help="write the total number of Hypothesis examples executed to PATH",
-    )
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_COUNTS] = Counter()
 

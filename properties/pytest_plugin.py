@@ -1,10 +1,14 @@
-"""pytest plugin of marlin-ref: the backend option and fixtures, Hypothesis profiles, a skip summary.
+"""pytest plugin of marlin-ref (the suite): the backend under test and fixtures, Hypothesis profiles, a skip summary.
+
+Active only where asked for (marlin_pytest, the always-loaded entry point, says how: this checkout's conftest.py,
+`-p properties.pytest_plugin`, or any `--marlin-...` option); its command-line options are declared there.
 
 * `--marlin-backend NAME` (else env MARLIN_BACKEND, else "torch") picks the implementation under test;
   fixtures `backend` (that one) and `oracle` (marlin_ref). See properties.backends for the names.
 * Hypothesis profiles `dev` (fast, the default), `ci` (derandomized, the default when env CI is set),
-  `gpu` and `nightly`; pick one with Hypothesis' own `--hypothesis-profile NAME`. Tests size their
-  example counts relative to the profile with `examples(weight)`.
+  `gpu` and `nightly`; pick one with Hypothesis' own `--hypothesis-profile NAME`. A profile the project loaded
+  itself (other than Hypothesis' built-in "default" and "ci") stays loaded. Tests size their example counts
+  relative to the profile with `examples(weight)`.
 * Example database (dev, gpu, nightly): DirectoryBasedExampleDatabase in <rootdir>/.hypothesis/examples
   (git-ignored). It is safe for pytest-xdist workers: each example is one file, written to a temporary
   name and renamed into place, and readers skip files that vanish. `ci` is derandomized, which
@@ -12,8 +16,6 @@
 * The terminal summary counts "not provided" skips per operation apart from other skips, prints the
   compliance table (properties.compliance, `--marlin-report=PATH`) and every failing law's shrunk case
   with the command that replays it (properties.replay, `--marlin-save-failures`).
-
-Loaded by the `pytest11` entry point when the package is installed, else by the repo's conftest.py.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ pytest_plugins = ["properties.example_counter",  # --marlin-count-examples, the 
 # examples per test at weight 1.0; the suite's CI budget is several thousand examples in < 10 min on 2 cores
 PROFILE_EXAMPLES = {"dev": 10, "ci": 60, "gpu": 100, "nightly": 1000}
 MIN_EXAMPLES = 3
+HYPOTHESIS_BUILTIN_PROFILES = ("default", "ci")   # Hypothesis loads "ci" by itself when it detects a CI
 
 
 def register_profiles(root: Path) -> None:
@@ -60,13 +63,6 @@ def examples(weight: float = 1.0) -> settings:
     return settings(max_examples=max(MIN_EXAMPLES, round(settings.default.max_examples * weight)))
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("marlin", "marlin-ref backend under test")
-    group.addoption("--marlin-backend", default=None, metavar="NAME",
-                    help=f"implementation under test: ref, torch, torch-cuda, cuda, module:attribute "
-                         f"(default: env {ENV_VAR}, else {DEFAULT_BACKEND!r})")
-
-
 def backend_name(config: pytest.Config) -> str:
     return config.getoption("--marlin-backend") or os.environ.get(ENV_VAR) or DEFAULT_BACKEND
 
@@ -74,8 +70,10 @@ def backend_name(config: pytest.Config) -> str:
 @pytest.hookimpl(tryfirst=True)  # before Hypothesis' own pytest_configure loads --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
     pin_worker_to_gpu()  # an xdist worker takes one GPU, before anything initialises CUDA
+    chosen = settings.get_current_profile_name()   # "default", Hypothesis' own "ci" (env CI), or the project's
     register_profiles(Path(config.rootpath))
-    settings.load_profile(default_profile(os.environ))
+    if chosen in HYPOTHESIS_BUILTIN_PROFILES:      # else a profile the project loaded itself stays loaded
+        settings.load_profile(default_profile(os.environ))
     try:
         check_backend_name(backend_name(config))
     except ValueError as exc:

@@ -202,15 +202,6 @@ _RECORDS = pytest.StashKey[list]()
 _WORKER_KEY = "marlin_failures"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("marlin")
-    group.addoption("--marlin-save-failures", action="store_true", default=False,
-                    help="write each failing law case to <regressions dir>/<law>-<hash>.json")
-    group.addoption("--marlin-regressions-dir", default=None, metavar="DIR",
-                    help=f"where --marlin-save-failures writes and tests/test_regressions.py reads "
-                         f"(default: <rootdir>/{DEFAULT_DIR.as_posix()})")
-
-
 def regressions_dir(config: pytest.Config) -> Path:
     given = config.getoption("--marlin-regressions-dir", default=None)
     return Path(given) if given else Path(config.rootpath) / DEFAULT_DIR

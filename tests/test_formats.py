@@ -1,8 +1,15 @@
-"""marlin_ref.formats: every e4m3 and e8m0 code against ml_dtypes and torch, plus hand-derived cases (spec §1)."""
+"""marlin_ref.formats: every e4m3 and e8m0 code against torch and ml_dtypes, plus hand-derived cases (spec §1).
+
+Who is the authority: torch's casts (c10) are what vLLM runs, so every encode is compared with torch over all float32
+classes. ml_dtypes is compared only where it agrees by design, and each known difference is listed below with the
+ml_dtypes versions that show it: a new difference, or a listed one that stops showing, fails with its name.
+"""
 
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, strategies as st
+from packaging.version import Version
 
 from marlin_ref.formats import (as_activation_dtype, as_e8m0_codes, as_fp8_codes, decode_e4m3,
                                 decode_e8m0, encode_e4m3, encode_e8m0, exponent_bias_of,
@@ -146,18 +153,97 @@ def test_decode_e8m0_kernel_faithful():
     assert np.array_equal(got[1:255], np.ldexp(1.0, np.arange(1, 255) - 127))
 
 
+# float32 bit patterns at the edges of every class the e8m0 cast treats apart (§1): ±0, the subnormals on both
+# sides of the rounding points 2^-127 (0x00400000) and 1.5·2^-127 (0x00600000), the smallest and largest normals,
+# values that round past 2^127 into the NaN code, ±inf and NaNs.
+E8M0_PROBE_BITS = np.array([
+    0x00000000, 0x00000001, 0x003FFFFF, 0x00400000, 0x00400001, 0x004FFFFF, 0x005FFFFF, 0x00600000, 0x00600001,
+    0x007FFFFF, 0x00800000, 0x00C00000, 0x00C00001, 0x3F400000, 0x3F800000, 0x3FC00000, 0x3FBFFFFF, 0x7F000000, 0x7F400000,
+    0x7F3FFFFF, 0x7F7FFFFF, 0x7F800000, 0x7F800001, 0x7FC00000, 0x7FFFFFFF,
+], np.uint32)
+
+
+def e8m0_probe_values():
+    bits = np.concatenate([E8M0_PROBE_BITS, E8M0_PROBE_BITS | np.uint32(0x80000000)])
+    return np.concatenate([bits.view(np.float32), float32_probe_values()])
+
+
+def float32_bit_patterns():
+    """Arrays of float32 bit patterns, every exponent field (0 and 255 drawn often) and any mantissa and sign."""
+    exponent = st.one_of(st.sampled_from([0, 1, 2, 126, 127, 128, 253, 254, 255]), st.integers(0, 255))
+    pattern = st.builds(lambda sign, e, m: sign << 31 | e << 23 | m,
+                        st.integers(0, 1), exponent, st.integers(0, (1 << 23) - 1))
+    return st.lists(pattern, min_size=1, max_size=512).map(lambda b: np.array(b, np.uint32).view(np.float32))
+
+
 def test_encode_e8m0_matches_torch_cast():
-    x = float32_probe_values()
-    extra = np.array([2.0**-127, 2.0**-128, 3 * 2.0**-128, 2.0**-149, 1.5 * 2.0**127, 1.5, 0.75], np.float32)
-    x = np.concatenate([x, extra, -extra])
+    assert np.array_equal(encode_e8m0(e8m0_probe_values()), torch_cast(e8m0_probe_values(), torch.float8_e8m0fnu))
+
+
+@given(x=float32_bit_patterns())
+def test_encode_e8m0_matches_torch_cast_on_any_float32(x):
     assert np.array_equal(encode_e8m0(x), torch_cast(x, torch.float8_e8m0fnu))
 
 
-def test_encode_e8m0_matches_ml_dtypes_on_positive_values():
-    # ml_dtypes sends 0 and negatives to NaN (255); the c10 rule does not, so compare positives only
-    x = np.abs(float32_probe_values())
-    x = x[(x > 0)]
-    assert np.array_equal(encode_e8m0(x), x.astype(ml_dtypes.float8_e8m0fnu).view(np.uint8))
+# ml_dtypes' float32 -> float8_e8m0fnu cast against c10's: (what differs, ml_dtypes versions [first, last] that
+# show it (last None: every later one), float32 bits -> where it differs, float32 bits -> ml_dtypes' code there).
+# Only this test meets ml_dtypes' cast: the oracle encodes with its own encode_e8m0 and uses ml_dtypes for storage.
+_EXPONENT_FIELD = lambda bits: (bits >> 23) & 0xFF                                          # noqa: E731
+ML_DTYPES_E8M0_DIFFERENCES = [
+    ("zero and negatives: ml_dtypes gives NaN (255), c10 encodes |x|'s exponent field", "0.5.0", None,
+     lambda bits: (bits & 0x7FFFFFFF == 0) | ((bits >> 31 == 1) & (bits & 0x7FFFFFFF <= 0x7F800000)),
+     lambda bits: 255),
+    ("ties (significand exactly 1.5): ml_dtypes rounds to the even code, c10 always up", "0.5.0", "0.5.0",
+     lambda bits: (bits >> 31 == 0) & (bits & 0x7FFFFF == 0x400000) & (_EXPONENT_FIELD(bits) % 2 == 0)
+     & (_EXPONENT_FIELD(bits) >= 2) & (_EXPONENT_FIELD(bits) <= 254),
+     _EXPONENT_FIELD),
+    ("float32 subnormals in (2^-127, 1.5·2^-127): ml_dtypes rounds to code 0, c10 to 1", "0.7.0", None,
+     lambda bits: (bits >= 0x00400001) & (bits <= 0x005FFFFF),
+     lambda bits: 0),
+]
+
+
+def ml_dtypes_differences(version: str):
+    """The listed differences that this ml_dtypes version shows."""
+    v = Version(version)
+    return [(what, where, codes) for what, first, last, where, codes in ML_DTYPES_E8M0_DIFFERENCES
+            if Version(first) <= v and (last is None or v <= Version(last))]
+
+
+def assert_ml_dtypes_differs_only_as_listed(x):
+    bits = x.view(np.uint32)
+    ours, theirs = encode_e8m0(x), x.astype(ml_dtypes.float8_e8m0fnu).view(np.uint8)
+    explained = np.zeros(x.shape, bool)
+    for what, where, codes in ml_dtypes_differences(ml_dtypes.__version__):
+        mask = where(bits)
+        assert np.array_equal(theirs[mask], np.broadcast_to(codes(bits), bits.shape)[mask]), \
+            f"ml_dtypes {ml_dtypes.__version__} no longer shows the listed difference: {what}"
+        explained |= mask
+    unexplained = np.flatnonzero((ours != theirs) & ~explained)
+    assert unexplained.size == 0, (
+        f"ml_dtypes {ml_dtypes.__version__} differs from c10 where no known difference says so: "
+        + ", ".join(f"0x{bits[i]:08x}: c10 {ours[i]}, ml_dtypes {theirs[i]}" for i in unexplained[:8]))
+
+
+def test_encode_e8m0_differs_from_ml_dtypes_only_as_listed():
+    x = e8m0_probe_values()
+    assert_ml_dtypes_differs_only_as_listed(x[~np.isnan(x)])   # NaN -> 255 in both; its sign is not a difference
+    for what, where, _ in ml_dtypes_differences(ml_dtypes.__version__):   # each listed difference shows in the probes
+        assert where(x.view(np.uint32)).any(), f"no probe value shows the listed difference: {what}"
+
+
+@given(x=float32_bit_patterns())
+def test_encode_e8m0_differs_from_ml_dtypes_only_as_listed_on_any_float32(x):
+    assert_ml_dtypes_differs_only_as_listed(x[~np.isnan(x)])
+
+
+def test_the_listed_ml_dtypes_difference_of_0_7_is_the_spec_one():
+    # spec §9: ml_dtypes 0.7.0 gives byte 0 for bits 0x00400001-0x005fffff, where c10 (and 0.5, 0.6) give byte 1
+    assert [what for what, *_ in ml_dtypes_differences("0.6.0")] == [ML_DTYPES_E8M0_DIFFERENCES[0][0]]
+    assert [what for what, *_ in ml_dtypes_differences("0.7.0")] == [ML_DTYPES_E8M0_DIFFERENCES[0][0],
+                                                                    ML_DTYPES_E8M0_DIFFERENCES[2][0]]
+    x = np.array([0x00400001, 0x005FFFFF], np.uint32).view(np.float32)
+    assert encode_e8m0(x).tolist() == [1, 1]
 
 
 @pytest.mark.parametrize("value, code", [
