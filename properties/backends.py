@@ -212,11 +212,37 @@ class Backend:
                        {k: v for k, v in self.missing.items() if k not in ops})
 
 
+def _checkout_version(top) -> str | None:
+    """"<version> (checkout <folder>)" when the top-level module `top` is imported from a source checkout:
+    the folder holding it has a pyproject.toml with a static [project] version (editable installs too).
+    None otherwise: an installed copy sits in site-packages, which has no pyproject.toml."""
+    import tomllib
+    from pathlib import Path
+
+    file = getattr(top, "__file__", None)
+    if not file:
+        return None                                   # a namespace package or a built-in module
+    path = Path(file).resolve()
+    root = path.parent.parent if path.name == "__init__.py" else path.parent
+    try:
+        with open(root / "pyproject.toml", "rb") as f:
+            version = tomllib.load(f).get("project", {}).get("version")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return f"{version} (checkout {root})" if version else None
+
+
 def _package_version(module) -> str:
+    """The version of the package `module` belongs to: its __version__, else the checkout's pyproject.toml
+    version when imported from a source checkout ("0.1.0 (checkout /path)"), else the installed
+    distribution's metadata version, else "unknown"."""
     version = getattr(module, "__version__", None)
     if version:
         return str(version)
-    top = module.__name__.split(".")[0]
+    top = getattr(module, "__name__", "").split(".")[0]
+    checkout = _checkout_version(sys.modules.get(top, module))
+    if checkout:
+        return checkout
     for dist in importlib.metadata.packages_distributions().get(top, []):
         return importlib.metadata.version(dist)
     return "unknown"
