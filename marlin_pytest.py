@@ -15,7 +15,7 @@ activated only where it is asked for:
 `-p no:marlin_pytest` blocks this entry point altogether.
 
     >>> sorted(OPTIONS)[:3]
-    ['--marlin-backend', '--marlin-count-examples', '--marlin-regressions-dir']
+    ['--marlin-backend', '--marlin-count-examples', '--marlin-load']
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ OPTIONS = {
                              help=f"implementation under test: ref, torch, torch-cuda, cuda, vllm, marlin-ops:<ns>, "
                                   f"mutant:<name>, module:attribute (default: env {ENV_BACKEND}, else 'torch'); "
                                   f"activates the marlin-ref suite"),
+    "--marlin-load": dict(action="append", default=None, metavar="PATH_OR_MODULE",
+                          help="load the implementation under test first: a shared library (torch.ops.load_library) "
+                               "or a Python module (imported); repeatable; env MARLIN_LOAD adds more"),
     "--marlin-count-examples": dict(default=None, metavar="PATH",
                                     help="write the total number of Hypothesis examples executed to PATH"),
     "--marlin-report": dict(default=None, metavar="PATH",
@@ -62,13 +65,15 @@ def is_active(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if is_active(config) or not asked_for(config):
         return
-    try:
-        config.pluginmanager.import_plugin(PLUGIN)
-    except Exception as exc:  # noqa: BLE001 - pytest wraps the ImportError (UsageError, PluginImportFailure)
+    import importlib
+    try:                               # import first: an import failure is said in one line of ours
+        importlib.import_module(PLUGIN)
+    except ImportError as exc:
         raise pytest.UsageError(activation_error(exc)) from None
+    config.pluginmanager.import_plugin(PLUGIN)   # registers it; its pytest_configure runs now, errors and all
 
 
-def activation_error(exc: BaseException) -> str:
+def activation_error(exc: ImportError) -> str:
     """One line saying why the suite cannot start: a missing test extra, or another `properties` in the way."""
     missing = _missing_module(exc)
     if missing and missing.split(".")[0] in ("hypothesis", "torch"):

@@ -55,6 +55,7 @@ from properties import strategies as S
 from properties import transforms as T
 from properties.backends import Backend, get_backend
 from properties.laws import assert_within_gemm_bound, run_counted, run_op
+from properties.loading import load_all, load_arguments
 
 OP = "marlin_gemm"
 SCHEMES = ("channel", "group128", "mx")
@@ -232,9 +233,9 @@ def gemm_within_bound(backend: Backend, row: T.Transform, case: dict) -> float:
 GEMM_LAWS = {f.__name__: f for f in (gemm_one_hot_is_exact, gemm_within_bound)}
 
 
-def repro_command(law: str, case: dict, backend: str) -> str:
+def repro_command(law: str, case: dict, backend: str, loads=None) -> str:
     return (f"python -m properties.gemm_cases {law} '{json.dumps(case, separators=(',', ':'))}' "
-            f"--backend '{backend}'")
+            f"--backend '{backend}'{load_arguments(loads)}")
 
 
 def check(law: str, backend: Backend, row: T.Transform, case: dict):
@@ -249,7 +250,10 @@ def main(argv=None) -> int:
     parser.add_argument("law", choices=sorted(GEMM_LAWS))
     parser.add_argument("case", help="the case as JSON")
     parser.add_argument("--backend", default=None)
+    parser.add_argument("--load", action="append", default=[], metavar="PATH_OR_MODULE",
+                        help="load a library or module first (as --marlin-load does)")
     args = parser.parse_args(argv)
+    load_all(args.load)
     check(args.law, get_backend(args.backend), GEMM_ROW, json.loads(args.case))
     print(f"{args.law} holds for {OP} on {args.case}")
     return 0

@@ -20,6 +20,7 @@ import numpy as np
 from properties import report
 from properties.backends import Backend, NotProvided, get_backend, oracle
 from properties.cells import note_cell
+from properties.loading import load_all
 from properties.report import assert_bit_exact, assert_fields_bit_exact
 from properties.transforms import Transform, by_name, gptq_pack, gptq_unpack, perm_for
 
@@ -300,7 +301,10 @@ def main(argv=None) -> int:
     parser.add_argument("transform")
     parser.add_argument("case", help="the case as JSON")
     parser.add_argument("--backend", default=None)
+    parser.add_argument("--load", action="append", default=[], metavar="PATH_OR_MODULE",
+                        help="load a library or module first (as --marlin-load does)")
     args = parser.parse_args(argv)
+    load_all(args.load)
     replay(args.law, args.transform, args.case, args.backend)
     print(f"{args.law} holds for {args.transform} on {args.case}")
     return 0

@@ -3,6 +3,8 @@
 Active only where asked for (marlin_pytest, the always-loaded entry point, says how: this checkout's conftest.py,
 `-p properties.pytest_plugin`, or any `--marlin-...` option); its command-line options are declared there.
 
+* `--marlin-load PATH_OR_MODULE` (and env MARLIN_LOAD) loads the implementation first (properties.loading),
+  in the controller and in every xdist worker, right after the worker is pinned to its GPU.
 * `--marlin-backend NAME` (else env MARLIN_BACKEND, else "torch") picks the implementation under test;
   fixtures `backend` (that one) and `oracle` (marlin_ref). See properties.backends for the names.
 * Hypothesis profiles `dev` (fast, the default), `ci` (derandomized, the default when env CI is set),
@@ -28,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from properties import loading
 from properties.gpu_pinning import pin_worker_to_gpu
 from properties.backends import DEFAULT_BACKEND, ENV_VAR, NotProvided, check_backend_name, get_backend
 
@@ -70,6 +73,10 @@ def backend_name(config: pytest.Config) -> str:
 @pytest.hookimpl(tryfirst=True)  # before Hypothesis' own pytest_configure loads --hypothesis-profile
 def pytest_configure(config: pytest.Config) -> None:
     pin_worker_to_gpu()  # an xdist worker takes one GPU, before anything initialises CUDA
+    try:                 # then the implementation under test, before its backend name resolves
+        loading.load_all(loading.requested(config.getoption("--marlin-load")))
+    except loading.LoadError as exc:
+        raise pytest.UsageError(str(exc)) from None
     chosen = settings.get_current_profile_name()   # "default", Hypothesis' own "ci" (env CI), or the project's
     register_profiles(Path(config.rootpath))
     if chosen in HYPOTHESIS_BUILTIN_PROFILES:      # else a profile the project loaded itself stays loaded
@@ -86,7 +93,8 @@ def pytest_report_header(config: pytest.Config) -> str:
         b = get_backend(name)
     except Exception as exc:  # noqa: BLE001 - the header reports it; the tests then fail on it
         return f"marlin backend: {name} (cannot be built: {type(exc).__name__}: {exc})"
-    return f"marlin backend: {b.name} ({b.version}); provides {len(b.provides)} operations"
+    loaded = f"; loaded {', '.join(loading.LOADED)}" if loading.LOADED else ""
+    return f"marlin backend: {b.name} ({b.version}); provides {len(b.provides)} operations{loaded}"
 
 
 @pytest.fixture(scope="session")

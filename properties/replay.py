@@ -46,7 +46,8 @@ FIELDS = ("format", "law", "transform", "op", "backend", "case", "saved", "nodei
 HASH_CHARS = 12
 DEFAULT_DIR = Path("tests") / "regressions"   # under the pytest rootdir
 _REPRODUCE = re.compile(r"^Reproduce: python -m properties\.(laws|gemm_cases) (\w+) (?:'([^']*)' )?'(\{.*\})' "
-                        r"--backend '([^']*)'$")
+                        r"--backend '([^']*)'((?: --load '[^']*')*)$")
+_LOAD = re.compile(r" --load '([^']*)'")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Failure:
     case: dict
     backend: str
     error: str = ""
+    loads: tuple[str, ...] = ()     # --marlin-load items the run had loaded (properties.loading)
 
     def command(self, backend: str | None = None) -> str:
         """The one shell line that replays this case (on `backend`, default the one it failed on)."""
@@ -65,10 +67,10 @@ class Failure:
         from properties.report import repro_command
 
         if self.law in LAWS:
-            return repro_command(self.law, self.transform, self.case, backend or self.backend)
+            return repro_command(self.law, self.transform, self.case, backend or self.backend, self.loads)
         from properties import gemm_cases
 
-        return gemm_cases.repro_command(self.law, self.case, backend or self.backend)
+        return gemm_cases.repro_command(self.law, self.case, backend or self.backend, self.loads)
 
     def case_json(self) -> str:
         return json.dumps(self.case, separators=(",", ":"))
@@ -118,10 +120,10 @@ def failures_of(exc: BaseException) -> list[Failure]:
         for note in getattr(leaf, "__notes__", ()):
             match = _REPRODUCE.match(note)
             if match:
-                module, law, transform, case, backend = match.groups()
+                module, law, transform, case, backend, loads = match.groups()
                 transform = transform if module == "laws" else "marlin_gemm"
                 found.append(Failure(law, transform, json.loads(case), backend,
-                                     f"{type(leaf).__name__}: {first_line}"[:300]))
+                                     f"{type(leaf).__name__}: {first_line}"[:300], tuple(_LOAD.findall(loads))))
     return found
 
 
@@ -139,6 +141,8 @@ def save(failure: Failure, directory: Path, *, backend: str, nodeid: str = "",
     record = {"format": FORMAT, "law": failure.law, "transform": failure.transform,
               "op": law_of(failure.law, failure.transform)[1].op, "backend": backend, "case": failure.case,
               "saved": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "nodeid": nodeid, "error": failure.error}
+    if failure.loads:
+        record["load"] = list(failure.loads)       # optional: what must be loaded before the backend resolves
     directory.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")     # written whole, then renamed: xdist workers never see half
     temporary.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
@@ -183,7 +187,10 @@ def replay_file(path: Path, backend=None) -> dict:
     was found on); raises like the law (AssertionError), or NotProvided. Returns the record."""
     from properties.backends import Backend, get_backend
 
+    from properties.loading import load_all
+
     record = load(path)
+    load_all(record.get("load", []))
     if not isinstance(backend, Backend):
         backend = get_backend(backend or record["backend"])
     check, row = law_of(record["law"], record["transform"])
@@ -278,7 +285,11 @@ def main(argv=None) -> int:
                                      description="Replay saved failing cases (tests/regressions/*.json).")
     parser.add_argument("paths", nargs="+", type=Path, help="regression files or directories of them")
     parser.add_argument("--backend", default=None, help="backend to replay on (default: each file's own)")
+    parser.add_argument("--load", action="append", default=[], metavar="PATH_OR_MODULE",
+                        help="load a library or module first (as --marlin-load does); a file's own `load` too")
     args = parser.parse_args(argv)
+    from properties.loading import load_all
+    load_all(args.load)
     paths = [p for given in args.paths for p in (files(given) if given.is_dir() else [given])]
     failed = 0
     for path in paths:

@@ -212,9 +212,12 @@ def assert_fields_bit_exact(got, want, *, where: str, layouts: dict) -> None:
                          layout=layouts.get(name))
 
 
-def repro_command(law: str, transform: str, case: dict, backend: str) -> str:
-    """One shell line that replays a law on one case without Hypothesis (run from the repo root)."""
+def repro_command(law: str, transform: str, case: dict, backend: str, loads=None) -> str:
+    """One shell line that replays a law on one case without Hypothesis (run from the repo root); `loads`:
+    what to load first (default: what this process loaded, properties.loading)."""
     import json
 
+    from properties.loading import load_arguments
+
     return (f"python -m properties.laws {law} '{transform}' '{json.dumps(case, separators=(',', ':'))}' "
-            f"--backend '{backend}'")
+            f"--backend '{backend}'{load_arguments(loads)}")
