@@ -1,10 +1,15 @@
 """The adapters of external implementations (properties/adapters): the "vllm" backend, tested against a FAKE
-vllm package written to a temp dir (its functions are thin torch implementations delegating to marlin_fast,
-taking vLLM's `layer` objects), and the "marlin-ops:<ns>" scheme, tested against fake ops registered with
-torch.library in test-local namespaces, one per schema version of spec §4.3 (CPU kernels delegating to the
-NumPy oracle). Expectations come from the spec (worked examples, closed forms) or from the oracle; CPU only.
+vllm package written to a temp dir in both layouts vLLM has had (older: a Python marlin_permute_scales in
+marlin_utils; current, vLLM @ c54390e: only vllm._custom_ops.marlin_permute_scales, a wrapper of the compiled
+op), its functions thin torch implementations delegating to marlin_fast, taking vLLM's `layer` objects, and its
+compiled ops registered with torch.library in a stand-in for torch.ops._C; and the "marlin-ops:<ns>" scheme,
+tested against fake ops in test-local namespaces, one per schema version of spec §4.3 (CPU kernels delegating
+to the NumPy oracle). Also the version string of a package's backend (_package_version). Expectations come
+from the spec (worked examples, closed forms) or from the oracle; CPU only.
 """
 
+import contextlib
+import importlib
 import inspect
 import sys
 import textwrap
@@ -17,9 +22,9 @@ import torch
 from marlin_ref.prepare_fp8_layer_for_marlin import prepare_fp8_layer_for_marlin as ref_prepare_fp8
 from properties.adapters import register
 from properties.adapters import marlin_ops as M
-from properties.adapters.vllm import FP8_UTILS, NO_EQUIVALENT, SOURCES, UTILS, vllm_backend
-from properties.backends import (OPERATIONS, BackendError, NotProvided, backend_names, get_backend, oracle,
-                                 to_numpy, to_torch)
+from properties.adapters.vllm import CUSTOM_OPS, FP8_UTILS, NO_EQUIVALENT, SOURCES, USES, UTILS, vllm_backend
+from properties.backends import (OPERATIONS, BackendError, NotProvided, _package_version, backend_names,
+                                 get_backend, oracle, to_numpy, to_torch)
 
 FP16 = np.float16
 ONE, TWO, MINUS_ONE = 0x38, 0x40, 0xB8        # e4m3fn codes of 1.0, 2.0, -1.0 (§1)
@@ -39,7 +44,53 @@ def assert_layers_equal(got, want):
         assert ok, f"field {field} differs: got {g!r}, want {w!r}"
 
 
-# --- the fake vllm package ---------------------------------------------------------------------------
+def fp8_weights(shape, seed):
+    codes = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    return np.where((codes & 0x7F) == 0x7F, 0, codes).astype(np.uint8)          # no NaN codes
+
+
+# --- compiled-op libraries (torch.library), for both adapters' fakes ------------------------------------
+
+REPACK_SCHEMA = {
+    "snapshot": "gptq_marlin_repack(Tensor b_q_weight, Tensor perm, SymInt size_k, SymInt size_n, int num_bits) "
+                "-> Tensor",
+    "current": "gptq_marlin_repack(Tensor b_q_weight, Tensor perm, SymInt size_k, SymInt size_n, int num_bits, "
+               "bool is_a_8bit) -> Tensor",
+    "newest": "gptq_marlin_repack(Tensor b_q_weight, SymInt size_k, SymInt size_n, int num_bits, bool is_a_8bit) "
+              "-> Tensor",
+}
+
+
+def schema_names(schema: str) -> tuple[str, list[str]]:
+    """(op name, argument names) of a schema string such as "f(Tensor s, Tensor(a!) out, int t=32) -> ()"."""
+    op, args = schema.split("(", 1)
+    return op, [arg.split()[-1].split("=")[0] for arg in args.rsplit(") ->", 1)[0].split(", ")]
+
+
+def given_perm(call: dict):
+    """The repack's perm as given to a kernel: None when absent or empty (no act-order)."""
+    perm = call.get("perm")
+    return None if perm is None or perm.numel() == 0 else perm
+
+
+@contextlib.contextmanager
+def op_libraries(namespaces: dict, make_kernel):
+    """{namespace: (dispatch key, schemas)} defined with torch.library, each op's kernel from
+    make_kernel(namespace, schema) registered for that key only; destroyed on exit."""
+    libraries = []
+    try:
+        for namespace, (key, schemas) in namespaces.items():
+            libraries.append(torch.library.Library(namespace, "DEF"))
+            for schema in filter(None, schemas):
+                libraries[-1].define(schema)
+                libraries[-1].impl(*make_kernel(namespace, schema), key)
+        yield
+    finally:
+        for lib in libraries:
+            lib._destroy()
+
+
+# --- the fake vllm package, in its two layouts -------------------------------------------------------------
 
 FAKE_FP8 = {
     "header": """
@@ -134,10 +185,74 @@ FAKE_REPACK = {   # the three signatures of §4.3, as vllm._custom_ops wrappers
     "current": ("b_q_weight, perm, size_k, size_n, num_bits, is_a_8bit=False", "perm=perm, is_a_8bit=is_a_8bit"),
     "newest": ("b_q_weight, size_k, size_n, num_bits, is_a_8bit=False", "is_a_8bit=is_a_8bit"),
 }
+FAKE_CUSTOM_OPS = {   # wrappers of the compiled ops (COMPILED: the stand-in for torch.ops._C), as at c54390e
+    "marlin_permute_scales": """
+        def marlin_permute_scales(s, size_k, size_n, group_size, is_a_8bit=False):
+            out = torch.empty(s.shape, dtype=s.dtype, device=s.device)
+            grouped = group_size != -1 and group_size < size_k and not is_a_8bit
+            COMPILED.marlin_permute_scales_out(s, out, not grouped)
+            return out.reshape(-1, size_n)
+    """,
+    "mxfp4_marlin_process_scales": """
+        def mxfp4_marlin_process_scales(s, input_dtype=None):
+            assert input_dtype is None                               # 16-bit activations
+            out = torch.empty(s.shape, dtype=torch.float8_e8m0fnu, device=s.device)
+            COMPILED.mxfp4_marlin_process_scales_out(s, out, torch.empty(0, dtype=torch.bool), False)
+            return out
+    """,
+}
+LAYOUTS = {   # layout -> (its repack signature, {module: the functions it lacks})
+    "older": ("current", {"_custom_ops": {"marlin_permute_scales", "mxfp4_marlin_process_scales"}}),
+    "current": ("newest", {"marlin_utils": {"marlin_permute_scales"}}),      # vLLM @ c54390e, spec §9
+}
+VLLM_COMPILED = {   # layout -> its compiled ops (torch.ops._C; spec §4.3, marlin_scales.cu @ c54390e)
+    "older": (REPACK_SCHEMA["current"],),
+    "current": (REPACK_SCHEMA["newest"],
+                "marlin_permute_scales_out(Tensor s, Tensor(a!) out, bool single, int tile_groups=32) -> ()",
+                "mxfp4_marlin_process_scales_out(Tensor s, Tensor(a!) out, Tensor(b!) invalid, bool a8) -> ()"),
+}
 
 
-def write_fake_vllm(root, *, repack="current", omit=(), broken=(), old_moe=False):
-    """vllm/ under root: __init__, _custom_ops, model_executor/layers/quantization/utils/marlin_utils{,_fp8}."""
+def compiled_namespace(layout: str, kernels: str | None) -> str:
+    """The stand-in for torch.ops._C: kernels "CPU", "CUDA" (a CUDA kernel only), or None (no compiled ops)."""
+    return f"marlin_test_vllm_{layout}_{kernels.lower()}" if kernels else "marlin_test_vllm_none"
+
+
+def _vllm_kernel(namespace: str, schema: str):
+    """A kernel for one of vLLM's compiled ops, computing with marlin_fast."""
+    import marlin_fast as mf
+    from marlin_fast.marlin_permute_scales import grouped_scale_perm, single_scale_perm
+
+    op, names = schema_names(schema)
+
+    def kernel(*args):
+        call = dict(zip(names, args))
+        if op == "gptq_marlin_repack":
+            return mf.gptq_marlin_repack(call["b_q_weight"], given_perm(call), call["size_k"], call["size_n"],
+                                         call["num_bits"])
+        s, out = call["s"], call["out"]
+        if op == "marlin_permute_scales_out":       # the single (32) or grouped (64) table, chunk by chunk (§2.4)
+            perm = single_scale_perm() if call["single"] else grouped_scale_perm()
+            out.copy_(s.reshape(-1, perm.numel())[:, perm].reshape(s.shape))
+        else:                                       # mxfp4_marlin_process_scales_out, 16-bit activations (§2.7)
+            assert not call["a8"]
+            out.view(torch.uint8).copy_(mf.mxfp8_marlin_process_scales(s).view(torch.uint8))
+
+    return op, kernel
+
+
+@pytest.fixture(scope="module")
+def vllm_compiled():
+    with op_libraries({compiled_namespace(layout, key): (key, schemas)
+                       for layout, schemas in VLLM_COMPILED.items() for key in ("CPU", "CUDA")}, _vllm_kernel):
+        yield
+
+
+def write_fake_vllm(root, *, layout, namespace, repack=None, omit=(), broken=(), old_moe=False):
+    """vllm/ under root: __init__, _custom_ops, model_executor/layers/quantization/utils/marlin_utils{,_fp8},
+    laid out as `layout`; _custom_ops' wrappers call the compiled ops in torch.ops.<namespace>. omit: modules
+    or functions left out; broken: modules that raise on import."""
+    default_repack, lacks = LAYOUTS[layout]
     utils = root / "vllm/model_executor/layers/quantization/utils"
     utils.mkdir(parents=True)
     for package in (utils, *utils.parents):
@@ -145,18 +260,20 @@ def write_fake_vllm(root, *, repack="current", omit=(), broken=(), old_moe=False
             break
         (package / "__init__.py").write_text("")
     (root / "vllm/__init__.py").write_text("__version__ = '0.0.fake'\n")
-    params, recorded = FAKE_REPACK[repack]
+    params, recorded = FAKE_REPACK[repack or default_repack]
     perm_arg = "perm" if "perm" in params.split(", ") else "None"
-    ops = (f"import marlin_fast as mf\nCALLS = []\n\ndef gptq_marlin_repack({params}):\n"
-           f"    CALLS.append(dict({recorded}))\n"
-           f"    return mf.gptq_marlin_repack(b_q_weight, {perm_arg}, size_k, size_n, num_bits)\n")
+    repack = (f"def gptq_marlin_repack({params}):\n    CALLS.append(dict({recorded}))\n"
+              f"    return mf.gptq_marlin_repack(b_q_weight, {perm_arg}, size_k, size_n, num_bits)\n")
+    ops = {"header": f"import torch\nimport marlin_fast as mf\nCALLS = []\nCOMPILED = torch.ops.{namespace}\n",
+           "gptq_marlin_repack": repack, **FAKE_CUSTOM_OPS}
     fp8 = {**FAKE_FP8}
     fp8.pop("prepare_fp8_moe_layer_for_marlin" if old_moe else "prepare_moe_fp8_layer_for_marlin")
-    for path, parts in ((root / "vllm/_custom_ops.py", {"header": ops}),
+    for path, parts in ((root / "vllm/_custom_ops.py", ops),
                         (utils / "marlin_utils.py", FAKE_UTILS), (utils / "marlin_utils_fp8.py", fp8)):
         if path.stem in omit:
             continue
-        text = "".join(textwrap.dedent(src) + "\n" for name, src in parts.items() if name not in omit)
+        left_out = set(omit) | lacks.get(path.stem, set())
+        text = "".join(textwrap.dedent(src) + "\n" for name, src in parts.items() if name not in left_out)
         path.write_text(("raise RuntimeError('fake vllm: broken build')\n" if path.stem in broken else "") + text)
 
 
@@ -166,27 +283,51 @@ def forget_vllm():
 
 
 @pytest.fixture
-def fake_vllm(tmp_path, monkeypatch):
-    """fake_vllm(**options) -> the "vllm" backend (CPU) built on a fresh fake package."""
+def fake_vllm(tmp_path, monkeypatch, vllm_compiled):
+    """fake_vllm(layout="current", kernels="CPU", **options) -> the "vllm" backend (CPU) built on a fresh fake
+    package (options: write_fake_vllm's) and its compiled ops (kernels: compiled_namespace's)."""
     count = [0]
 
-    def make(**options):
+    def make(layout="current", kernels="CPU", **options):
         forget_vllm()
         count[0] += 1
         root = tmp_path / f"site{count[0]}"
-        write_fake_vllm(root, **options)
+        namespace = compiled_namespace(layout, kernels)
+        write_fake_vllm(root, layout=layout, namespace=namespace, **options)
         monkeypatch.syspath_prepend(str(root))
-        return vllm_backend(device="cpu")
+        return vllm_backend(device="cpu", ops_namespace=namespace)
 
     yield make
     forget_vllm()
+
+
+@pytest.fixture(params=LAYOUTS)
+def layout(request):
+    return request.param
 
 
 def fake_module(name):
     return sys.modules[name]
 
 
-# --- vllm: discovery and "not provided" ------------------------------------------------------------
+def oracle_cases() -> dict[str, list[tuple]]:
+    """Arguments, per op, on which every fake layout must agree with the oracle bit for bit."""
+    s = (np.arange(2 * 128, dtype=np.float32).reshape(2, 128) / 8).astype(FP16)     # [G=2, N=128]
+    ms = (2.0 ** (np.arange(4 * 64) % 9 - 4)).reshape(4, 64).astype(np.float32)     # powers of two (§2.7)
+    return {
+        "marlin_permute_scales": [(s, 256, 128, 128), (s[:1], 256, 128, -1)],        # grouped; single (§2.4)
+        "fp8_fused_exponent_bias_into_scales": [(s,), (s.astype(ml_dtypes.bfloat16),)],
+        "mxfp8_marlin_process_scales": [(ms,)],
+        "gptq_marlin_repack": [(oracle().pack_fp8_to_int32(fp8_weights((32, 128), 9)), None, 32, 128, 8)],
+    }
+
+
+def assert_matches_the_oracle(b, op):
+    for args in oracle_cases()[op]:
+        assert same_bytes(b.op(op)(*args), oracle().op(op)(*args)), (op, [getattr(a, "shape", a) for a in args])
+
+
+# --- vllm: discovery, places and "not provided" ---------------------------------------------------------
 
 def test_vllm_not_importable_makes_every_op_not_provided(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)        # as if vLLM were not installed
@@ -204,12 +345,26 @@ def test_register_adds_vllm_and_the_marlin_ops_scheme():
         get_backend("marlin-ops:not-an-identifier")
 
 
-def test_vllm_fake_provides_what_it_defines_and_says_why_not_the_rest(fake_vllm):
-    b = fake_vllm()
-    assert b.provides == frozenset(SOURCES) and b.version.startswith("vllm 0.0.fake (cpu)")
+_FP8_NAMES = ("pack_fp8_to_int32, fp8_fused_exponent_bias_into_scales, mxfp8_marlin_process_scales, "
+              "prepare_fp8_layer_for_marlin, prepare_fp8_moe_layer_for_marlin, prepare_mxfp8_layer_for_marlin, "
+              "prepare_mxfp8_moe_layer_for_marlin")
+FOUND_IN = {   # layout -> the version string: where each op was found
+    "older": f"vllm 0.0.fake (cpu); marlin_utils_fp8: {_FP8_NAMES}; marlin_utils: marlin_permute_scales, "
+             "marlin_permute_bias, marlin_padded_nk, marlin_moe_padded_intermediate; "
+             "vllm._custom_ops: gptq_marlin_repack [current (perm, is_a_8bit)]",
+    "current": f"vllm 0.0.fake (cpu); marlin_utils_fp8: {_FP8_NAMES}; marlin_utils: marlin_permute_bias, "
+               "marlin_padded_nk, marlin_moe_padded_intermediate; "
+               "vllm._custom_ops: marlin_permute_scales, gptq_marlin_repack [newest (no perm)]",
+}
+
+
+def test_vllm_fake_provides_every_op_and_names_where_it_found_each(fake_vllm, layout):
+    b = fake_vllm(layout=layout)
+    assert b.provides == frozenset(SOURCES) and b.version == FOUND_IN[layout]
     for op, why in NO_EQUIVALENT.items():
         assert b.reason(op) == why
-    assert "torch.ops._C has neither marlin_gemm nor gptq_marlin_gemm" in b.reason("marlin_gemm")
+    assert b.reason("marlin_gemm") == (f"torch.ops.{compiled_namespace(layout, 'CPU')} has neither marlin_gemm nor "
+                                       "gptq_marlin_gemm")
     with pytest.raises(NotProvided, match="vLLM has no inverse"):
         b.unpack_fp8_from_int32(np.zeros((1, 4), np.int32))
 
@@ -219,22 +374,68 @@ def parameters(fn) -> list[tuple[str, object]]:
     return [(p.name, p.default) for p in inspect.signature(fn).parameters.values()]
 
 
-def test_vllm_ops_take_the_contract_keyword_names(fake_vllm):
+def test_vllm_ops_take_the_contract_keyword_names(fake_vllm, layout):
     # The laws call every op by keyword: each wrapper has the oracle's parameter names and defaults.
-    b, ref = fake_vllm(), oracle()
+    b, ref = fake_vllm(layout=layout), oracle()
     for op in sorted(b.provides):
         assert parameters(b.op(op)) == parameters(ref.op(op)), op
 
 
+_CURRENT_C = "torch.ops.marlin_test_vllm_current_cpu"
+
+
+@pytest.mark.parametrize("omit, place", [
+    ("marlin_permute_scales", f"{_CURRENT_C}: marlin_permute_scales_out (as marlin_permute_scales)"),
+    ("mxfp8_marlin_process_scales", "vllm._custom_ops: mxfp4_marlin_process_scales (as mxfp8_marlin_process_scales)"),
+    ("gptq_marlin_repack", f"{_CURRENT_C}: gptq_marlin_repack [newest (no perm)]"),
+])
+def test_vllm_op_found_at_the_next_place_when_the_first_lacks_it(fake_vllm, omit, place):
+    b = fake_vllm(omit=(omit,))
+    assert place in b.version and omit in b.provides
+    assert_matches_the_oracle(b, omit)
+
+
+def test_vllm_op_nowhere_names_each_place_looked_in(fake_vllm):
+    lacking = ("marlin_permute_scales", "mxfp8_marlin_process_scales", "gptq_marlin_repack")
+    b = fake_vllm(kernels=None, omit=lacking + ("mxfp4_marlin_process_scales",))
+    compiled = "torch.ops.marlin_test_vllm_none"
+    assert b.reason("marlin_permute_scales") == (f"vllm 0.0.fake: no {CUSTOM_OPS}.marlin_permute_scales; "
+                                                 f"no {compiled}.marlin_permute_scales_out; "
+                                                 f"no {UTILS}.marlin_permute_scales")
+    assert b.reason("mxfp8_marlin_process_scales") == (f"vllm 0.0.fake: no {FP8_UTILS}.mxfp8_marlin_process_scales; "
+                                                       f"no {CUSTOM_OPS}.mxfp4_marlin_process_scales")
+    assert b.reason("gptq_marlin_repack") == (f"vllm 0.0.fake: no {CUSTOM_OPS}.gptq_marlin_repack; "
+                                              f"no {compiled}.gptq_marlin_repack")
+    assert b.provides == frozenset(SOURCES) - set(lacking)
+
+
 def test_vllm_missing_functions_and_modules_are_each_not_provided(fake_vllm):
-    b = fake_vllm(omit=("mxfp8_marlin_process_scales", "prepare_mxfp8_layer_for_marlin", "marlin_permute_bias",
-                        "_custom_ops"))
-    assert b.reason("mxfp8_marlin_process_scales") == f"vllm 0.0.fake has no mxfp8_marlin_process_scales in {FP8_UTILS}"
-    assert b.reason("marlin_permute_bias") == f"vllm 0.0.fake has no marlin_permute_bias in {UTILS}"
-    assert b.reason("gptq_marlin_repack") == "this vLLM has no module vllm._custom_ops"
+    b = fake_vllm(layout="older", kernels=None, omit=("mxfp8_marlin_process_scales", "prepare_mxfp8_layer_for_marlin",
+                                                      "marlin_permute_bias", "_custom_ops"))
+    assert b.reason("mxfp8_marlin_process_scales") == (f"vllm 0.0.fake: no {FP8_UTILS}.mxfp8_marlin_process_scales; "
+                                                       f"no module {CUSTOM_OPS}")
+    assert b.reason("marlin_permute_bias") == f"vllm 0.0.fake: no {UTILS}.marlin_permute_bias"
+    assert b.reason("gptq_marlin_repack") == (f"vllm 0.0.fake: no module {CUSTOM_OPS}; "
+                                              "no torch.ops.marlin_test_vllm_none.gptq_marlin_repack")
+    assert b.reason("marlin_gemm") == f"vllm 0.0.fake: no module {CUSTOM_OPS}, which loads vLLM's compiled ops"
     assert "marlin_permute_scales" in b.provides and "prepare_mxfp8_moe_layer_for_marlin" in b.provides
-    b = fake_vllm(omit=("marlin_utils",))
-    assert b.reason("marlin_padded_nk") == f"this vLLM has no module {UTILS}"
+    b = fake_vllm(layout="older", omit=("marlin_utils",))
+    assert b.reason("marlin_padded_nk") == f"vllm 0.0.fake: no module {UTILS}"
+
+
+@pytest.mark.parametrize("layout, stopped", [
+    ("older", {"gptq_marlin_repack"}),
+    ("current", {"gptq_marlin_repack", "marlin_permute_scales"}),
+])
+def test_vllm_compiled_ops_with_a_cuda_kernel_only_are_not_provided_on_the_cpu(fake_vllm, layout, stopped):
+    # vLLM's compiled ops have CUDA kernels only: on the CPU they, and each prepare_* that runs them, are skipped.
+    b = fake_vllm(layout=layout, kernels="CUDA")
+    compiled = f"torch.ops.{compiled_namespace(layout, 'CUDA')}"
+    assert b.provides == frozenset(SOURCES) - stopped - set(USES)
+    for op in stopped:
+        assert f"{compiled}." in b.reason(op) and "has a CUDA kernel only and there is no CUDA device" in b.reason(op)
+    for op in USES:
+        assert all(f"it runs {CUSTOM_OPS}.{dep}, and {compiled}." in b.reason(op) for dep in stopped), b.reason(op)
 
 
 def test_vllm_broken_module_fails_instead_of_skipping(fake_vllm):
@@ -242,12 +443,15 @@ def test_vllm_broken_module_fails_instead_of_skipping(fake_vllm):
     with pytest.raises(BackendError, match="importing .*marlin_utils_fp8 failed: RuntimeError: fake vllm: broken"):
         b.pack_fp8_to_int32(np.zeros((4, 4), np.uint8))
     assert "marlin_permute_scales" in b.provides
+    b = fake_vllm(broken=("_custom_ops",))      # the first place of marlin_permute_scales: no fall-back past it
+    with pytest.raises(BackendError, match="importing vllm._custom_ops failed: RuntimeError: fake vllm: broken"):
+        b.marlin_permute_scales(np.zeros((1, 64), FP16), 128, 64, -1)
 
 
-# --- vllm: the mapping, for real ----------------------------------------------------------------------
+# --- vllm: the mapping, for real, in both layouts ---------------------------------------------------------
 
-def test_vllm_pack_views_uint8_codes_as_e4m3_worked_example(fake_vllm):
-    b = fake_vllm()
+def test_vllm_pack_views_uint8_codes_as_e4m3_worked_example(fake_vllm, layout):
+    b = fake_vllm(layout=layout)
     w = np.array([[ONE, 0], [TWO, 0], [MINUS_ONE, 0], [0, ONE]], np.uint8)      # [K=4, N=2]
     packed = b.pack_fp8_to_int32(w)                                              # §2.2 example
     assert packed.dtype == np.int32 and packed.view(np.uint32).tolist() == [[0x00B84038, 0x38000000]]
@@ -262,7 +466,7 @@ def test_vllm_pack_views_uint8_codes_as_e4m3_worked_example(fake_vllm):
 ])
 def test_vllm_repack_signature_detected_and_one_byte_lands_by_the_closed_form(fake_vllm, repack, label, passed):
     b = fake_vllm(repack=repack)
-    assert f"gptq_marlin_repack: {label}" in b.version
+    assert f"vllm._custom_ops: marlin_permute_scales, gptq_marlin_repack [{label}]" in b.version
     codes = np.zeros((16, 64), np.uint8)
     codes[3, 17] = ONE          # k=3, n=17: c8=1, q=1, w=1, h=0, e=1, g=0 -> byte 128+32+8+2 = 170 (§2.3.1)
     packed = oracle().pack_fp8_to_int32(codes)
@@ -280,15 +484,10 @@ def test_vllm_perm_less_repack_reports_a_non_empty_perm(fake_vllm):
         b.gptq_marlin_repack(np.zeros((4, 64), np.int32), np.arange(16, dtype=np.int32), 16, 64, 8)
 
 
-def test_vllm_padding_helpers_hand_values(fake_vllm):
-    b = fake_vllm()
+def test_vllm_padding_helpers_hand_values(fake_vllm, layout):
+    b = fake_vllm(layout=layout)
     assert tuple(b.marlin_padded_nk(192, 64, -1)) == (256, 64)       # (192,128)=24576 vs (256,64)=16384, §2.11
     assert b.marlin_moe_padded_intermediate(96, -1) == 128 and b.marlin_moe_padded_intermediate(160, 128) == 256
-
-
-def fp8_weights(shape, seed):
-    codes = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
-    return np.where((codes & 0x7F) == 0x7F, 0, codes).astype(np.uint8)          # no NaN codes
 
 
 DENSE_CASES = {
@@ -302,8 +501,8 @@ DENSE_CASES = {
 
 
 @pytest.mark.parametrize("case", DENSE_CASES, ids=str)
-def test_vllm_prepare_fp8_layer_round_trip_matches_the_oracle(fake_vllm, case):
-    b = fake_vllm()
+def test_vllm_prepare_fp8_layer_round_trip_matches_the_oracle(fake_vllm, layout, case):
+    b = fake_vllm(layout=layout)
     kw = dict(DENSE_CASES[case])
     weight = fp8_weights((256, 128) if kw["size_k_first"] else (128, 256), seed=len(case))  # K=256, N=128
     inputs = [weight, kw["weight_scale"]] + ([kw["bias"]] if "bias" in kw else [])
@@ -318,8 +517,8 @@ def test_vllm_prepare_fp8_layer_round_trip_matches_the_oracle(fake_vllm, case):
 
 @pytest.mark.parametrize("old_moe, n", [(False, 64), (False, 96), (True, 64)],
                          ids=["returns-tensors", "returns-tensors-padded-n", "older-rewrites-layer"])
-def test_vllm_prepare_fp8_moe_round_trip_matches_the_oracle(fake_vllm, old_moe, n):
-    b = fake_vllm(old_moe=old_moe)
+def test_vllm_prepare_fp8_moe_round_trip_matches_the_oracle(fake_vllm, layout, old_moe, n):
+    b = fake_vllm(layout=layout, old_moe=old_moe)
     e, k = 2, 128                                    # n = 96 pads to 128 (§2.9 step 1): biases padded per shard
     w13, w2 = fp8_weights((e, 2 * n, k), 1), fp8_weights((e, k, n), 2)
     kw = dict(orig_dtype="bf16", w13_bias=np.linspace(-1, 1, e * 2 * n, dtype=np.float32).reshape(e, 2 * n),
@@ -337,8 +536,8 @@ def test_vllm_moe_bias_without_vllm_permute_bias_is_not_provided(fake_vllm):
         b.prepare_fp8_moe_layer_for_marlin(w13, w2, s, s, orig_dtype="fp16", w2_bias=np.zeros((1, 128), FP16))
 
 
-def test_vllm_mxfp8_prep_sets_the_default_dtype_for_the_call_only(fake_vllm):
-    b = fake_vllm()
+def test_vllm_mxfp8_prep_sets_the_default_dtype_for_the_call_only(fake_vllm, layout):
+    b = fake_vllm(layout=layout)
     w = fp8_weights((64, 128), 5)                                   # [N, K]
     s = np.tile(np.array([10, 127, 140, 200], np.uint8), (64, 1))  # bytes 10 and 200 do not survive fp16 (§2.10)
     layers = {}
@@ -354,27 +553,43 @@ def test_vllm_mxfp8_prep_sets_the_default_dtype_for_the_call_only(fake_vllm):
                         oracle().prepare_mxfp8_moe_layer_for_marlin(w13, w2, s13, s2))
 
 
-def test_vllm_scale_functions_match_the_oracle(fake_vllm):
-    b, ref = fake_vllm(), oracle()
-    s = (np.arange(2 * 128, dtype=np.float32).reshape(2, 128) / 8).astype(FP16)
-    assert same_bytes(b.marlin_permute_scales(s, 256, 128, 128), ref.marlin_permute_scales(s, 256, 128, 128))
-    assert same_bytes(b.fp8_fused_exponent_bias_into_scales(s), ref.fp8_fused_exponent_bias_into_scales(s))
-    ms = (2.0 ** (np.arange(4 * 64) % 9 - 4)).reshape(4, 64).astype(np.float32)
-    assert same_bytes(b.mxfp8_marlin_process_scales(ms), ref.mxfp8_marlin_process_scales(ms))
+def test_vllm_scale_functions_and_the_repack_match_the_oracle(fake_vllm, layout):
+    b = fake_vllm(layout=layout)
+    for op in oracle_cases():
+        assert_matches_the_oracle(b, op)
     bias = np.arange(64, dtype=FP16)
     assert b.marlin_permute_bias(bias)[:12].tolist() == [0, 1, 8, 9, 16, 17, 24, 25, 2, 3, 10, 11]   # §2.4 single
 
 
+# --- the version of a package's backend -----------------------------------------------------------------------
+
+PACKAGE_FILES = {   # how a package is present -> its files besides the package itself
+    "checkout": {"pyproject.toml": '[project]\nname = "fakepkg-checkout"\nversion = "9.8.7"\n'},
+    "installed": {"fakepkg_installed-1.2.3.dist-info/METADATA":
+                  "Metadata-Version: 2.1\nName: fakepkg-installed\nVersion: 1.2.3\n",
+                  "fakepkg_installed-1.2.3.dist-info/top_level.txt": "fakepkg_installed\n"},
+    "bare": {},
+}
+
+
+@pytest.mark.parametrize("present, want", [("checkout", "9.8.7 (checkout {root})"), ("installed", "1.2.3"),
+                                           ("bare", "unknown")])
+def test_package_version_of_a_checkout_or_an_installed_package(tmp_path, monkeypatch, present, want):
+    # A source checkout (pip install never run) names its pyproject.toml version; an installed copy its metadata.
+    package = f"fakepkg_{present}"
+    for path, text in {f"{package}/__init__.py": "", f"{package}/sub.py": "", **PACKAGE_FILES[present]}.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert _package_version(importlib.import_module(f"{package}.sub")) == want.format(root=tmp_path.resolve())
+    finally:
+        for name in (f"{package}.sub", package):
+            sys.modules.pop(name, None)
+
+
 # --- marlin-ops: fake op libraries, one namespace per schema version of §4.3 -------------------------------
 
-REPACK_SCHEMA = {
-    "snapshot": "gptq_marlin_repack(Tensor b_q_weight, Tensor perm, SymInt size_k, SymInt size_n, int num_bits) "
-                "-> Tensor",
-    "current": "gptq_marlin_repack(Tensor b_q_weight, Tensor perm, SymInt size_k, SymInt size_n, int num_bits, "
-               "bool is_a_8bit) -> Tensor",
-    "newest": "gptq_marlin_repack(Tensor b_q_weight, SymInt size_k, SymInt size_n, int num_bits, bool is_a_8bit) "
-              "-> Tensor",
-}
 _FLAGS = "bool use_atomic_add, bool use_fp32_reduce, bool is_zp_float) -> Tensor"
 GEMM_SCHEMA = {
     "snapshot": "gptq_marlin_gemm(Tensor a, Tensor? c_or_none, Tensor b_q_weight, Tensor b_scales, "
@@ -407,16 +622,15 @@ def _kernel(namespace: str, schema: str):
     from marlin_ref.marlin_gemm import marlin_gemm_reference
     from marlin_ref.gptq_marlin_repack import gptq_marlin_repack
 
-    op, names = schema.split("(")[0], [a.split()[-1] for a in schema.split("(", 1)[1].split(")")[0].split(", ")]
+    op, names = schema_names(schema)
 
     def kernel(*args):
         call = dict(zip(names, args))
         CALLS.setdefault(namespace, []).append(call)
         if op == "gptq_marlin_repack":
-            perm = call.get("perm")
-            perm = None if perm is None or perm.numel() == 0 else to_numpy(perm)
-            return to_torch(gptq_marlin_repack(to_numpy(call["b_q_weight"]), perm, call["size_k"], call["size_n"],
-                                               call["num_bits"]))
+            perm = given_perm(call)
+            return to_torch(gptq_marlin_repack(to_numpy(call["b_q_weight"]), None if perm is None else to_numpy(perm),
+                                               call["size_k"], call["size_n"], call["num_bits"]))
         if op.endswith("marlin_gemm"):
             bias = call.get("b_bias_or_none")
             return to_torch(marlin_gemm_reference(
@@ -429,16 +643,8 @@ def _kernel(namespace: str, schema: str):
 
 @pytest.fixture(scope="module")
 def fake_ops():
-    libraries = []
-    for namespace, schemas in NAMESPACES.items():
-        lib = torch.library.Library(namespace, "DEF")
-        for schema in filter(None, schemas):
-            lib.define(schema)
-            lib.impl(*_kernel(namespace, schema), "CPU")
-        libraries.append(lib)
-    yield NAMESPACES
-    for lib in libraries:
-        lib._destroy()
+    with op_libraries({namespace: ("CPU", schemas) for namespace, schemas in NAMESPACES.items()}, _kernel):
+        yield NAMESPACES
 
 
 def ops_backend(namespace):

@@ -1,22 +1,39 @@
-"""The `vllm` backend: vLLM's own Python functions behind the backend seam, when vLLM is importable.
+"""The `vllm` backend: vLLM's own functions behind the backend seam, when vLLM is importable.
 
-Each contract op is looked up on its own; what the installed vLLM lacks is "not provided" with the reason,
-and without vLLM every op is "not provided: vllm is not importable" (nothing is ever installed or fetched).
+Each contract op is looked up on its own, in every place vLLM has kept it, newest first (`SOURCES`). The first
+place vLLM has is used, called the way that place is called; the version string names where each op was
+found. What vLLM has nowhere is "not provided", with each place looked in; without vLLM every op is "not
+provided: vllm is not importable" (nothing is ever installed or fetched).
 
-    contract op                          vLLM function
-    pack_fp8_to_int32                    marlin_utils_fp8.pack_fp8_to_int32 (uint8 codes viewed as e4m3fn)
-    fp8_fused_exponent_bias_into_scales  marlin_utils_fp8.fp8_fused_exponent_bias_into_scales
-    mxfp8_marlin_process_scales          marlin_utils_fp8.mxfp8_marlin_process_scales
-    prepare_fp8_layer_for_marlin         marlin_utils_fp8.prepare_fp8_layer_for_marlin(layer, size_k_first, input_dtype)
-    prepare_fp8_moe_layer_for_marlin     marlin_utils_fp8.prepare_fp8_moe_layer_for_marlin(layer, w13, w2, s13, s2)
-                                         or the older prepare_moe_fp8_layer_for_marlin(layer, size_k_first)
-    prepare_mxfp8_layer_for_marlin       marlin_utils_fp8.prepare_mxfp8_layer_for_marlin(layer)
-    prepare_mxfp8_moe_layer_for_marlin   marlin_utils_fp8.prepare_mxfp8_moe_layer_for_marlin(layer, w13, w2, s13, s2)
-    marlin_permute_scales, marlin_permute_bias, marlin_padded_nk, marlin_moe_padded_intermediate
-                                         marlin_utils.<same name>
-    gptq_marlin_repack                   _custom_ops.gptq_marlin_repack, signature detected (perm, is_a_8bit, §4.3)
-    marlin_gemm                          torch.ops._C (vLLM's compiled ops), through properties.adapters.marlin_ops
-    (marlin_utils_fp8 and marlin_utils live in vllm.model_executor.layers.quantization.utils)
+    contract op                          places, newest first (fp8, utils, ops, _C: below)
+    pack_fp8_to_int32                    fp8.pack_fp8_to_int32(fp8_tensor, size_k_first) (uint8 codes viewed as e4m3fn)
+    fp8_fused_exponent_bias_into_scales  fp8.fp8_fused_exponent_bias_into_scales(scales)
+    mxfp8_marlin_process_scales          fp8.mxfp8_marlin_process_scales(marlin_scales);
+                                         ops.mxfp4_marlin_process_scales(s, input_dtype=None): vLLM's MXFP4 op is
+                                         §2.7's [0,2,1,3] reorder and e8m0 cast for 16-bit activations
+    marlin_permute_scales                ops.marlin_permute_scales(s, size_k, size_n, group_size, is_a_8bit=False)
+                                         (current, §9: the wrapper of _C.marlin_permute_scales_out);
+                                         _C.marlin_permute_scales_out(s, out, single, tile_groups=32) (§4.3:
+                                         writes `out`, single = not grouped, §2.4);
+                                         utils.marlin_permute_scales(s, size_k, size_n, group_size) (older)
+    marlin_permute_bias, marlin_padded_nk, marlin_moe_padded_intermediate
+                                         utils.<same name>
+    gptq_marlin_repack                   ops.gptq_marlin_repack; _C.gptq_marlin_repack: signature detected
+                                         (perm, is_a_8bit, §4.3)
+    prepare_fp8_layer_for_marlin         fp8.prepare_fp8_layer_for_marlin(layer, size_k_first, input_dtype)
+    prepare_fp8_moe_layer_for_marlin     fp8.prepare_fp8_moe_layer_for_marlin(layer, w13, w2, s13, s2);
+                                         fp8.prepare_moe_fp8_layer_for_marlin(layer, size_k_first) (older)
+    prepare_mxfp8_layer_for_marlin       fp8.prepare_mxfp8_layer_for_marlin(layer)
+    prepare_mxfp8_moe_layer_for_marlin   fp8.prepare_mxfp8_moe_layer_for_marlin(layer, w13, w2, s13, s2)
+    marlin_gemm                          _C.marlin_gemm or _C.gptq_marlin_gemm, through properties.adapters.marlin_ops
+
+    fp8 = marlin_utils_fp8 and utils = marlin_utils (in vllm.model_executor.layers.quantization.utils);
+    ops = vllm._custom_ops, Python wrappers of the compiled ops; _C = torch.ops._C, the compiled ops.
+
+vLLM @ c54390e keeps marlin_permute_scales only as ops.marlin_permute_scales (marlin_utils has no Python one any
+more; its prepare_* call the op); every other op is where the older layout had it. The compiled ops have CUDA
+kernels only: on the CPU an op found in ops or _C is "not provided", and so is each prepare_* whose vLLM code
+runs one (`USES`: the repack, the scale permutation, for MXFP8 the scale processing).
 
 vLLM's prepare_* take a `layer` (a torch.nn.Module) and replace its parameters, or return new tensors. The
 adapter builds the layer vLLM would hold, with CLONES of our inputs (vLLM may rewrite a parameter in place;
@@ -45,40 +62,24 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from marlin_ref.prepare_fp8_layer_for_marlin import MarlinLayer
 from marlin_ref.prepare_fp8_moe_layer_for_marlin import MarlinMoeLayer
 from properties.adapters.marlin_ops import (REPACK_ARGS, REPACK_REQUIRED, REPACK_SCHEMAS, Unsupported,
-                                            check_arguments, gemm_op, kernel_gap, registered_ops,
-                                            repack_caller, schema_label, signature)
+                                            check_arguments, find_op, gemm_op, kernel_gap, repack_caller,
+                                            schema_label, signature)
 from properties.backends import OPERATIONS, Backend, BackendError, NotProvided, register_backend, torch_adapter
 
 NAME = "vllm"
 _UTILS = "vllm.model_executor.layers.quantization.utils"
 FP8_UTILS, UTILS, CUSTOM_OPS = f"{_UTILS}.marlin_utils_fp8", f"{_UTILS}.marlin_utils", "vllm._custom_ops"
+COMPILED = "torch.ops"     # a place in vLLM's compiled ops, torch.ops.<namespace>
 VLLM_OPS_NAMESPACE = "_C"
 MARLIN_TILE = 16           # Marlin weight rows hold 16 k (§2.3): padded_k = rows * 16
 FP8_PACK_FACTOR = 4        # 8-bit: 4 codes per int32, so padded_n = cols * 4 / 16 (§2.11)
 MX_BLOCK = 32              # OCP MX: one e8m0 scale per 32 weights along K (§2.10)
 
-# contract op -> (vLLM module, vLLM names, newest first)
-SOURCES = {
-    "pack_fp8_to_int32": (FP8_UTILS, ("pack_fp8_to_int32",)),
-    "fp8_fused_exponent_bias_into_scales": (FP8_UTILS, ("fp8_fused_exponent_bias_into_scales",)),
-    "mxfp8_marlin_process_scales": (FP8_UTILS, ("mxfp8_marlin_process_scales",)),
-    "prepare_fp8_layer_for_marlin": (FP8_UTILS, ("prepare_fp8_layer_for_marlin",)),
-    "prepare_fp8_moe_layer_for_marlin": (FP8_UTILS, ("prepare_fp8_moe_layer_for_marlin",
-                                                     "prepare_moe_fp8_layer_for_marlin")),
-    "prepare_mxfp8_layer_for_marlin": (FP8_UTILS, ("prepare_mxfp8_layer_for_marlin",)),
-    "prepare_mxfp8_moe_layer_for_marlin": (FP8_UTILS, ("prepare_mxfp8_moe_layer_for_marlin",)),
-    "marlin_permute_scales": (UTILS, ("marlin_permute_scales",)),
-    "marlin_permute_bias": (UTILS, ("marlin_permute_bias",)),
-    "marlin_padded_nk": (UTILS, ("marlin_padded_nk",)),
-    "marlin_moe_padded_intermediate": (UTILS, ("marlin_moe_padded_intermediate",)),
-    "gptq_marlin_repack": (CUSTOM_OPS, ("gptq_marlin_repack",)),
-}
-REPACKING = frozenset(op for op in SOURCES if op.startswith("prepare_")) | {"gptq_marlin_repack"}
 _INVERSE = "vLLM has no inverse transforms (they are this suite's own)"
 _INLINE = "vLLM converts scales inline in its prepare_* functions (no function of its own; tested through them)"
 NO_EQUIVALENT = {
@@ -138,12 +139,13 @@ def _dtypes():
     return as_activation_dtype, as_float_dtype, as_torch_dtype
 
 
-# --- one builder per contract op: (vLLM function, context) -> torch-level callable ----------------------
+# --- one builder per calling convention: (vLLM function, context, where) -> torch-level callable -------
 
 class _Context:
-    def __init__(self, fns: dict):
-        self.fns = fns      # contract op -> the vLLM function found for it
-        self.labels = []    # what was detected, for the version string
+    def __init__(self):
+        self.fns = {}       # contract op -> the vLLM function chosen for it
+        self.first = {}     # contract op -> (where, kernel gap or None) of the first place vLLM has it
+        self.labels = {}    # where -> what was detected there (a signature's version), for the version string
 
     def permute_bias(self, op: str):
         fn = self.fns.get("marlin_permute_bias")
@@ -154,57 +156,91 @@ class _Context:
 
 # vLLM's parameter names differ from the contract's (laws call by keyword), so each op gets a wrapper
 
-def _fuse(fn, ctx):
+def _fuse(fn, ctx, where):
     def fp8_fused_exponent_bias_into_scales(s):
         return fn(s)
     return fp8_fused_exponent_bias_into_scales
 
 
-def _process(fn, ctx):
+def _process(fn, ctx, where):
     def mxfp8_marlin_process_scales(ms):
         return fn(ms)
     return mxfp8_marlin_process_scales
 
 
-def _permute_bias(fn, ctx):
+def _process_mxfp4(fn, ctx, where):
+    """ops.mxfp4_marlin_process_scales(s, input_dtype=None): input_dtype None means 16-bit activations, for
+    which the compiled op is §2.7's [0,2,1,3] reorder and c10's e8m0 cast (marlin_scales.cu @ c54390e)."""
+    sig = signature(fn)
+    first = frozenset(sig[0][:1])
+    check_arguments(where, sig, first | {"input_dtype"}, first)
+
+    def mxfp8_marlin_process_scales(ms):
+        return fn(ms, input_dtype=None) if "input_dtype" in sig[0] else fn(ms)
+    return mxfp8_marlin_process_scales
+
+
+def _permute_bias(fn, ctx, where):
     def marlin_permute_bias(bias):
         return fn(bias)
     return marlin_permute_bias
 
 
-def _padded_nk_op(fn, ctx):
+def _padded_nk_op(fn, ctx, where):
     def marlin_padded_nk(size_n, size_k, group_size=-1):
         return tuple(fn(size_n, size_k, group_size))
     return marlin_padded_nk
 
 
-def _moe_padded(fn, ctx):
+def _moe_padded(fn, ctx, where):
     def marlin_moe_padded_intermediate(size_n, group_size=-1):
         return fn(size_n, group_size)
     return marlin_moe_padded_intermediate
 
 
-def _pack(fn, ctx):
+def _pack(fn, ctx, where):
     def pack_fp8_to_int32(fp8, size_k_first=True):
         return fn(_e4m3(fp8), size_k_first=size_k_first)
     return pack_fp8_to_int32
 
 
-def _permute_scales(fn, ctx):
+PERMUTE_SCALES_ARGS = frozenset(("s", "size_k", "size_n", "group_size", "is_a_8bit"))
+PERMUTE_SCALES_OUT_ARGS = frozenset(("s", "out", "single", "tile_groups"))
+
+
+def _permute_scales(fn, ctx, where):
+    """The older Python function and the current ops wrapper take the same names: (s, size_k, size_n,
+    group_size[, is_a_8bit=False]); vLLM's own call sites pass them by keyword."""
+    sig = signature(fn)
+    check_arguments(where, sig, PERMUTE_SCALES_ARGS, PERMUTE_SCALES_ARGS - {"is_a_8bit"})
+    extra = {"is_a_8bit": False} if "is_a_8bit" in sig[0] else {}   # 16-bit activations (§2.4)
+
     def marlin_permute_scales(s, size_k, size_n, group_size):
-        return fn(s=s, size_k=size_k, size_n=size_n, group_size=group_size)
+        return fn(s=s, size_k=size_k, size_n=size_n, group_size=group_size, **extra)
     return marlin_permute_scales
 
 
-def _repack(fn, ctx):
-    where = f"{CUSTOM_OPS}.gptq_marlin_repack"
+def _permute_scales_out(fn, ctx, where):
+    """_C.marlin_permute_scales_out(s, out, single, tile_groups=32) writes the permuted [G, N] scales into
+    `out`; the caller picks the table: grouped iff group_size != -1 and group_size < size_k (§2.4)."""
+    check_arguments(where, signature(fn), PERMUTE_SCALES_OUT_ARGS, PERMUTE_SCALES_OUT_ARGS - {"tile_groups"})
+
+    def marlin_permute_scales(s, size_k, size_n, group_size):
+        import torch
+        out = torch.empty(s.shape, dtype=s.dtype, device=s.device)        # contiguous, as the op requires
+        fn(s=s, out=out, single=not (group_size != -1 and group_size < size_k))
+        return out.reshape(-1, size_n)                                      # [G, N]
+    return marlin_permute_scales
+
+
+def _repack(fn, ctx, where):
     sig = signature(fn)
     check_arguments(where, sig, REPACK_ARGS, REPACK_REQUIRED)
-    ctx.labels.append(f"gptq_marlin_repack: {schema_label(REPACK_SCHEMAS, sig[0])}")
+    ctx.labels[where] = schema_label(REPACK_SCHEMAS, sig[0])
     return repack_caller(fn, sig, NAME, where)
 
 
-def _prepare_fp8(fn, ctx):
+def _prepare_fp8(fn, ctx, where):
     names = signature(fn)[0]
 
     def prepare_fp8_layer_for_marlin(weight, weight_scale, *, orig_dtype, size_k_first=True,
@@ -246,7 +282,7 @@ def _moe_bias(ctx, op: str, bias, shards: int, n: int, padded_n: int):
     return torch.stack([permute(padded[x].clone()) for x in range(e)])        # [E, shards*pn]
 
 
-def _prepare_fp8_moe(fn, ctx):
+def _prepare_fp8_moe(fn, ctx, where):
     returns_tensors = "size_k_first" not in signature(fn)[0]   # newest (layer, w13, w2, s13, s2) -> tuple
 
     def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype, weight_block_size=None,
@@ -278,7 +314,7 @@ def _prepare_fp8_moe(fn, ctx):
     return prepare_fp8_moe_layer_for_marlin
 
 
-def _prepare_mxfp8(fn, ctx):
+def _prepare_mxfp8(fn, ctx, where):
     def prepare_mxfp8_layer_for_marlin(weight, weight_scale, *, bias=None, intermediate_dtype="bfloat16"):
         import torch
         op = "prepare_mxfp8_layer_for_marlin"
@@ -298,7 +334,7 @@ def _prepare_mxfp8(fn, ctx):
     return prepare_mxfp8_layer_for_marlin
 
 
-def _prepare_mxfp8_moe(fn, ctx):
+def _prepare_mxfp8_moe(fn, ctx, where):
     def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, intermediate_dtype="bfloat16"):
         import torch
         op = "prepare_mxfp8_moe_layer_for_marlin"
@@ -314,14 +350,44 @@ def _prepare_mxfp8_moe(fn, ctx):
     return prepare_mxfp8_moe_layer_for_marlin
 
 
-BUILDERS: dict[str, Callable] = {
-    "pack_fp8_to_int32": _pack, "fp8_fused_exponent_bias_into_scales": _fuse,
-    "mxfp8_marlin_process_scales": _process, "marlin_permute_scales": _permute_scales,
-    "marlin_permute_bias": _permute_bias, "marlin_padded_nk": _padded_nk_op,
-    "marlin_moe_padded_intermediate": _moe_padded,
-    "gptq_marlin_repack": _repack, "prepare_fp8_layer_for_marlin": _prepare_fp8,
-    "prepare_fp8_moe_layer_for_marlin": _prepare_fp8_moe, "prepare_mxfp8_layer_for_marlin": _prepare_mxfp8,
-    "prepare_mxfp8_moe_layer_for_marlin": _prepare_mxfp8_moe,
+class Place(NamedTuple):
+    """One place a contract op may live in vLLM."""
+    module: str                 # a vLLM module, or COMPILED: vLLM's compiled ops, torch.ops.<namespace>
+    name: str                   # the function's (or operator's) name there
+    build: Callable             # (what is found, context, where) -> callable with the contract's signature
+    kernel: str | None = None   # the compiled op it runs (in vLLM's namespace): needs a kernel for the device
+
+
+_PERMUTE_OUT = "marlin_permute_scales_out"
+# contract op -> the places vLLM has kept it, newest first
+SOURCES: dict[str, tuple[Place, ...]] = {
+    "pack_fp8_to_int32": (Place(FP8_UTILS, "pack_fp8_to_int32", _pack),),
+    "fp8_fused_exponent_bias_into_scales": (Place(FP8_UTILS, "fp8_fused_exponent_bias_into_scales", _fuse),),
+    "mxfp8_marlin_process_scales": (
+        Place(FP8_UTILS, "mxfp8_marlin_process_scales", _process),
+        Place(CUSTOM_OPS, "mxfp4_marlin_process_scales", _process_mxfp4, "mxfp4_marlin_process_scales_out")),
+    "prepare_fp8_layer_for_marlin": (Place(FP8_UTILS, "prepare_fp8_layer_for_marlin", _prepare_fp8),),
+    "prepare_fp8_moe_layer_for_marlin": (Place(FP8_UTILS, "prepare_fp8_moe_layer_for_marlin", _prepare_fp8_moe),
+                                         Place(FP8_UTILS, "prepare_moe_fp8_layer_for_marlin", _prepare_fp8_moe)),
+    "prepare_mxfp8_layer_for_marlin": (Place(FP8_UTILS, "prepare_mxfp8_layer_for_marlin", _prepare_mxfp8),),
+    "prepare_mxfp8_moe_layer_for_marlin": (
+        Place(FP8_UTILS, "prepare_mxfp8_moe_layer_for_marlin", _prepare_mxfp8_moe),),
+    "marlin_permute_scales": (Place(CUSTOM_OPS, "marlin_permute_scales", _permute_scales, _PERMUTE_OUT),
+                              Place(COMPILED, _PERMUTE_OUT, _permute_scales_out, _PERMUTE_OUT),
+                              Place(UTILS, "marlin_permute_scales", _permute_scales)),
+    "marlin_permute_bias": (Place(UTILS, "marlin_permute_bias", _permute_bias),),
+    "marlin_padded_nk": (Place(UTILS, "marlin_padded_nk", _padded_nk_op),),
+    "marlin_moe_padded_intermediate": (Place(UTILS, "marlin_moe_padded_intermediate", _moe_padded),),
+    "gptq_marlin_repack": (Place(CUSTOM_OPS, "gptq_marlin_repack", _repack, "gptq_marlin_repack"),
+                           Place(COMPILED, "gptq_marlin_repack", _repack, "gptq_marlin_repack")),
+}
+_PLACE_ORDER = (FP8_UTILS, UTILS, CUSTOM_OPS, COMPILED)    # the version string lists places in this order
+_PREP_USES = ("gptq_marlin_repack", "marlin_permute_scales")
+USES = {   # prepare_* -> the ops vLLM's code for it calls (§2.8-§2.10): their kernels must run on the device
+    "prepare_fp8_layer_for_marlin": _PREP_USES,
+    "prepare_fp8_moe_layer_for_marlin": _PREP_USES,
+    "prepare_mxfp8_layer_for_marlin": _PREP_USES + ("mxfp8_marlin_process_scales",),
+    "prepare_mxfp8_moe_layer_for_marlin": _PREP_USES + ("mxfp8_marlin_process_scales",),
 }
 
 
@@ -340,12 +406,50 @@ def _import(module: str):
         return importlib.import_module(module), None
     except ModuleNotFoundError as exc:
         if exc.name and (module == exc.name or module.startswith(exc.name + ".")):   # it or a parent is absent
-            return None, f"this vLLM has no module {module}"
+            return None, f"no module {module}"
         raise
 
 
-def vllm_backend(device: str | None = None) -> Backend:
-    """The Backend "vllm". device: where tensors go (default: CUDA when available, else the CPU)."""
+def _resolve(op: str, ctx: _Context, modules: dict, namespace: str, device: str):
+    """(torch-level contract op, its Place, where) from the first place of SOURCES[op] that vLLM has and that
+    can serve; raises Unsupported naming every place looked in. A module that raises on import ends the
+    search: the op fails on use (BackendError, Place None), never a skip. Records in ctx.first the first
+    place vLLM has (the one vLLM's own prepare_* call) and its kernel gap."""
+    looked = []
+    for place in SOURCES[op]:
+        if place.module == COMPILED:
+            where = f"torch.ops.{namespace}.{place.name}"
+            fn = (find_op(namespace, (place.name,)) or (None, None))[1]
+        else:
+            where = f"{place.module}.{place.name}"
+            mod, why = modules[place.module]
+            if isinstance(why, BaseException):
+                return _broken(op, f"importing {place.module} failed: {type(why).__name__}: {why}", why), None, where
+            fn = None if mod is None else getattr(mod, place.name, None)
+            if why:
+                looked.append(why)
+                continue
+        if not callable(fn):
+            looked.append(f"no {where}")
+            continue
+        kernel = f"{namespace}::{place.kernel}" if place.kernel else None
+        gap = kernel and kernel_gap(kernel, device)
+        ctx.first.setdefault(op, (where, gap))
+        try:
+            if gap:
+                raise Unsupported(gap if kernel.endswith(f"::{place.name}") else f"{where}: {gap}")
+            built = place.build(fn, ctx, where)
+        except Unsupported as exc:
+            looked.append(str(exc))
+            continue
+        ctx.fns[op] = fn
+        return torch_adapter(built, device), place, where
+    raise Unsupported("; ".join(looked))
+
+
+def vllm_backend(device: str | None = None, *, ops_namespace: str = VLLM_OPS_NAMESPACE) -> Backend:
+    """The Backend "vllm". device: where tensors go (default: CUDA when available, else the CPU).
+    ops_namespace: the torch.ops namespace of vLLM's compiled ops (tests pass a stand-in)."""
     try:
         vllm = importlib.import_module("vllm")
     except ModuleNotFoundError as exc:
@@ -358,51 +462,46 @@ def vllm_backend(device: str | None = None) -> Backend:
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     version = str(getattr(vllm, "__version__", "unknown"))
-    modules, found, missing, ops = {}, {}, dict(NO_EQUIVALENT), {}
-    for module in dict.fromkeys(m for m, _ in SOURCES.values()):
+    modules = {}
+    for module in dict.fromkeys(p.module for places in SOURCES.values() for p in places if p.module != COMPILED):
         try:
             modules[module] = _import(module)
         except Exception as exc:  # noqa: BLE001 - a broken vLLM fails the tests that use it
             modules[module] = (None, exc)
-    for op, (module, names) in SOURCES.items():
-        mod, why = modules[module]
-        if isinstance(why, BaseException):
-            ops[op] = _broken(op, f"importing {module} failed: {type(why).__name__}: {why}", why)
-        elif mod is None:
-            missing[op] = why
-        else:
-            fn = next((getattr(mod, n) for n in names if callable(getattr(mod, n, None))), None)
-            if fn is None:
-                missing[op] = f"vllm {version} has no {' or '.join(names)} in {module}"
-            else:
-                found[op] = fn
-    # vLLM's repack is a CUDA op: on the CPU, a registered _C repack without a CPU kernel is "not provided"
-    gap = None
-    if registered_ops(VLLM_OPS_NAMESPACE):
-        gap = kernel_gap(f"{VLLM_OPS_NAMESPACE}::gptq_marlin_repack", device)
-    for op in sorted(REPACKING & set(found)) if gap else ():
-        missing[op] = f"it runs vLLM's gptq_marlin_repack and {gap}"
-        del found[op]
-
-    ctx = _Context(found)
-    for op, fn in found.items():
+    ctx, ops, missing, found = _Context(), {}, dict(NO_EQUIVALENT), {}
+    for op in SOURCES:
         try:
-            ops[op] = torch_adapter(BUILDERS[op](fn, ctx), device)
+            ops[op], place, where = _resolve(op, ctx, modules, ops_namespace, device)
         except Unsupported as exc:
-            missing[op] = str(exc)
+            missing[op] = f"vllm {version}: {exc}"
+            continue
+        if place is not None:
+            entry = place.name + ("" if place.name == op else f" (as {op})")
+            found[op] = (place.module, entry + (f" [{ctx.labels[where]}]" if where in ctx.labels else ""))
+    # vLLM's prepare_* run the compiled ops it has first: on the CPU, one without a CPU kernel stops them
+    for op, uses in USES.items():
+        gaps = [f"it runs {where}, and {gap}" for where, gap in (ctx.first.get(dep, ("", None)) for dep in uses)
+                if gap]
+        if gaps and op in found:
+            del ops[op], found[op]
+            missing[op] = "; ".join(gaps)
     mod, why = modules[CUSTOM_OPS]            # importing it loads vllm._C, whose ops marlin_gemm needs
     if isinstance(why, BaseException):
         ops["marlin_gemm"] = _broken("marlin_gemm", f"importing {CUSTOM_OPS} failed: {why}", why)
     elif mod is None:
-        missing["marlin_gemm"] = f"{why} (it loads vLLM's compiled ops)"
+        missing["marlin_gemm"] = f"vllm {version}: {why}, which loads vLLM's compiled ops"
     else:
         try:
-            ops["marlin_gemm"], label = gemm_op(VLLM_OPS_NAMESPACE, NAME, device)
-            ctx.labels.append(f"marlin_gemm: {label}")
+            ops["marlin_gemm"], label = gemm_op(ops_namespace, NAME, device)
+            found["marlin_gemm"] = (COMPILED, label.removeprefix(f"torch.ops.{ops_namespace}."))
         except Unsupported as exc:
             missing["marlin_gemm"] = str(exc)
-    details = f" ({'; '.join(ctx.labels)})" if ctx.labels else ""
-    return Backend(NAME, f"vllm {version} ({device}){details}", ops,
+    groups: dict[str, list[str]] = {}
+    for module, entry in sorted(found.values(), key=lambda f: _PLACE_ORDER.index(f[0])):   # stable: op order kept
+        name = f"torch.ops.{ops_namespace}" if module == COMPILED else module.removeprefix(f"{_UTILS}.")
+        groups.setdefault(name, []).append(entry)
+    places = "".join(f"; {name}: {', '.join(entries)}" for name, entries in groups.items())
+    return Backend(NAME, f"vllm {version} ({device}){places}", ops,
                    {op: why for op, why in missing.items() if op not in ops})
 
 
