@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
 import torch
 
 
@@ -32,9 +33,10 @@ def check_int(fn: str, name: str, value) -> int:
 
 
 def check_bool(fn: str, name: str, value) -> bool:
-    if not isinstance(value, bool):
+    """A Python bool or numpy.bool_ (a string such as "False" would otherwise count as true)."""
+    if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{fn}: {name} must be a bool, got {value!r} ({type(value).__name__})")
-    return value
+    return bool(value)
 
 
 def check_positive(fn: str, name: str, value) -> int:
@@ -44,10 +46,11 @@ def check_positive(fn: str, name: str, value) -> int:
     return value
 
 
-def check_multiple(fn: str, name: str, value, multiple: int) -> int:
+def check_multiple(fn: str, name: str, value, multiple: int, why: str = "") -> int:
     value = check_int(fn, name, value)
     if value % multiple != 0:
-        raise ValueError(f"{fn}: {name}={value} must be a multiple of {multiple}")
+        because = f" ({why})" if why else ""
+        raise ValueError(f"{fn}: {name}={value} must be a multiple of {multiple}{because}")
     return value
 
 
@@ -64,6 +67,12 @@ def check_group_size(fn: str, name: str, value) -> int:
     if value != -1 and value <= 0:
         raise ValueError(f"{fn}: {name}={value} must be -1 or positive")
     return value
+
+
+def check_nonempty(fn: str, name: str, t: torch.Tensor) -> torch.Tensor:
+    if t.numel() == 0:
+        raise ValueError(f"{fn}: {name} must not be empty, got shape {tuple(t.shape)}")
+    return t
 
 
 def check_rank(fn: str, name: str, t, rank: int) -> torch.Tensor:

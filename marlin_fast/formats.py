@@ -23,7 +23,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import check_dtype
+import numbers
+
+from .errors import check_bool, check_dtype, check_tensor
 
 FP8_EXPONENT_BITS = 4  # float8_e4m3fn: 4 exponent bits (spec §1)
 E4M3_MANT_BITS, E4M3_MIN_NORMAL_EXP = 3, -6
@@ -34,9 +36,9 @@ E8M0_NAN_CODE = 255
 _FORMAT = {torch.float16: (5, 10, -14, 65504.0), torch.bfloat16: (8, 7, -126, float.fromhex("0x1.fep127"))}
 
 _DTYPE_NAMES = {
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "float16": torch.float16, "fp16": torch.float16,
     "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+    "float32": torch.float32, "fp32": torch.float32,
     "float64": torch.float64, "fp64": torch.float64,
     # 8-bit names resolve too, so callers can say why they refuse them (W8A8 activations, §2.8)
     "int8": torch.int8, "uint8": torch.uint8, "float8_e4m3fn": torch.float8_e4m3fn,
@@ -51,10 +53,10 @@ def as_torch_dtype(dtype, fn: str, name: str) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     key = dtype if isinstance(dtype, str) else None
-    if key is None:
+    if key is None and dtype is not None:  # np.dtype(None) would be float64: None names no dtype
         try:  # np.float16, ml_dtypes.bfloat16, np.dtype("float32") ...: go by their name
             key = np.dtype(dtype).name
-        except TypeError:
+        except (TypeError, ValueError):  # not a dtype at all (a tensor has a .dtype numpy cannot read)
             key = None
     if key not in _DTYPE_NAMES:
         raise ValueError(f"{fn}: {name}={dtype!r} must be a torch dtype or one of {sorted(_DTYPE_NAMES)}")
@@ -89,6 +91,16 @@ def exponent_bias_of(dtype) -> int:
     return 2 ** (target_bits - 1) - 2 ** (FP8_EXPONENT_BITS - 1)
 
 
+def real_values(fn: str, name: str, t) -> torch.Tensor:
+    """A tensor of real numbers (an integer dtype, bool excluded, or float16/bfloat16/float32/float64) as float64."""
+    check_tensor(fn, name, t)
+    integer = not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
+    if not (integer or t.dtype in REAL_DTYPES):
+        raise TypeError(f"{fn}: {name} must be real numbers (an integer, float16, bfloat16, float32 or float64 "
+                        f"tensor), got dtype {str(t.dtype).removeprefix('torch.')}")
+    return t.to(torch.float64)
+
+
 def fp8_codes(t: torch.Tensor, fn: str, name: str) -> torch.Tensor:
     """The uint8 bit patterns of an e4m3fn tensor given as float8_e4m3fn or uint8 (a view, no copy)."""
     return check_dtype(fn, name, t, (torch.float8_e4m3fn, torch.uint8)).view(torch.uint8)
@@ -110,6 +122,8 @@ def _round_to_grid(x: torch.Tensor, mant_bits: int, min_normal_exp: int) -> torc
 def decode_e4m3(codes: torch.Tensor, *, nan_as: float | None = None) -> torch.Tensor:
     """dec(b) of spec §1 as float64; nan_as=v reads 0x7F / 0xFF as +v / -v (the kernel's ±480, §3.1)."""
     c = fp8_codes(codes, "decode_e4m3", "codes")
+    if nan_as is not None and (isinstance(nan_as, (bool, np.bool_)) or not isinstance(nan_as, numbers.Real)):
+        raise TypeError(f"decode_e4m3: nan_as must be None or a real number, got {nan_as!r} ({type(nan_as).__name__})")
     values = c.view(torch.float8_e4m3fn).to(torch.float64)
     sign = torch.where((c & E4M3_SIGN_BIT) != 0, -1.0, 1.0).to(torch.float64)
     nan_value = float("nan") if nan_as is None else float(nan_as)  # canonical quiet NaN, not torch's payload
@@ -119,7 +133,8 @@ def decode_e4m3(codes: torch.Tensor, *, nan_as: float | None = None) -> torch.Te
 def encode_e4m3(values: torch.Tensor, *, saturate: bool = False) -> torch.Tensor:
     """uint8 e4m3fn codes, one round-to-nearest-even; overflow (|x| > 464, ±inf) -> NaN with the sign,
     or ±448 with saturate=True; NaN -> 0x7F / 0xFF."""
-    x = check_dtype("encode_e4m3", "values", values, REAL_DTYPES).to(torch.float64)
+    saturate = check_bool("encode_e4m3", "saturate", saturate)
+    x = real_values("encode_e4m3", "values", values)
     r = _round_to_grid(torch.where(torch.isfinite(x), x, 0.0), E4M3_MANT_BITS, E4M3_MIN_NORMAL_EXP)
     codes = r.clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn).view(torch.uint8)  # exact: r on the grid
     sign = torch.where(torch.signbit(x), E4M3_SIGN_BIT, 0).to(torch.uint8)
@@ -139,6 +154,7 @@ def e8m0_to_float(codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def decode_e8m0(codes: torch.Tensor, *, kernel_faithful: bool = False) -> torch.Tensor:
     """2^(b-127) as float64 (255 -> NaN); kernel_faithful=True gives the MX dequant's 0 -> 0, 255 -> +inf."""
     b = e8m0_codes(codes, "decode_e8m0", "codes")
+    kernel_faithful = check_bool("decode_e8m0", "kernel_faithful", kernel_faithful)
     values = e8m0_to_float(b, torch.float64)
     if not kernel_faithful:
         return values
@@ -148,14 +164,14 @@ def decode_e8m0(codes: torch.Tensor, *, kernel_faithful: bool = False) -> torch.
 def encode_e8m0(values: torch.Tensor) -> torch.Tensor:
     """uint8 e8m0 codes by torch's fp32 rule (§1: sign ignored, NaN/Inf -> 255, 0 -> 0); float64 first
     rounds to float32, exactly as torch does."""
-    x = check_dtype("encode_e8m0", "values", values, REAL_DTYPES)
+    x = real_values("encode_e8m0", "values", values)
     return x.to(torch.float32).to(torch.float8_e8m0fnu).view(torch.uint8)
 
 
 def round_to_dtype(x: torch.Tensor, dtype) -> torch.Tensor:
     """RT(x) of spec §0.2 as float64: one round-to-nearest-even to fp16/bf16, overflow -> ±inf."""
     _, mant_bits, min_normal_exp, max_finite = _FORMAT[as_activation_dtype(dtype, "round_to_dtype")]
-    v = check_dtype("round_to_dtype", "x", x, REAL_DTYPES).to(torch.float64)
+    v = real_values("round_to_dtype", "x", x)
     r = _round_to_grid(torch.where(torch.isfinite(v), v, 0.0), mant_bits, min_normal_exp)
     r = torch.where(r.abs() > max_finite, torch.copysign(torch.full_like(r, float("inf")), v), r)
     return torch.where(torch.isfinite(v), r, v)

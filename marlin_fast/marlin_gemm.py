@@ -60,12 +60,10 @@ def _check_scales(fn, b_scales, a_dtype, size_k, size_n) -> str:
         if a_dtype != torch.bfloat16:
             raise ValueError(f"{fn}: MXFP8 (e8m0 scales) needs bfloat16 activations, got a.dtype={a_dtype} "
                              "(no fp16 MXFP8 kernel, spec §2.10)")
-        if size_k % MX_GROUP != 0 or groups != size_k // MX_GROUP:
-            raise ValueError(f"{fn}: e8m0 b_scales has G={groups} rows; MXFP8 needs size_k/32 = "
-                             f"{size_k // MX_GROUP} (size_k={size_k} must be a multiple of {MX_GROUP})")
-        if groups < MX_MIN_GROUPS:
-            raise ValueError(f"{fn}: MXFP8 needs size_k >= 64 (at least two e8m0 groups), got size_k={size_k}: "
-                             "with one group the scale permutation is ambiguous (spec §2.4)")
+        if size_k % MX_GROUP != 0 or groups != size_k // MX_GROUP or groups < MX_MIN_GROUPS:
+            raise ValueError(f"{fn}: e8m0 b_scales has G={groups} rows; MXFP8 needs G = size_k/{MX_GROUP} >= "
+                             f"{MX_MIN_GROUPS} (size_k={size_k}; one group would take the single permutation, "
+                             "spec §2.4)")
         return "mx"
     if b_scales.dtype != a_dtype:
         raise TypeError(f"{fn}: b_scales.dtype={b_scales.dtype} must equal a.dtype={a_dtype} (fused FP8 scales, "
@@ -81,7 +79,7 @@ def _check_scales(fn, b_scales, a_dtype, size_k, size_n) -> str:
 def _check_inputs(fn, a, b_q_weight, b_scales, b_bias, size_n, size_k) -> str:
     size_k = check_multiple(fn, "size_k", check_positive(fn, "size_k", size_k), TILE_K)
     size_n = check_multiple(fn, "size_n", check_positive(fn, "size_n", size_n), TILE_N)
-    check_dtype(fn, "a", check_rank(fn, "a", a, 2), ACTIVATION_DTYPES)
+    check_rank(fn, "a", check_dtype(fn, "a", a, ACTIVATION_DTYPES), 2)
     check_shape(fn, "a", a, (a.shape[0], size_k), "[M, size_k]")
     check_dtype(fn, "b_q_weight", b_q_weight, (torch.int32,))
     check_shape(fn, "b_q_weight", b_q_weight, (size_k // TILE_K, WORDS_PER_TILE_ROW * size_n),

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import torch
 
-from .errors import check_tensor
+from .errors import check_nonempty, check_tensor
 from .marlin_permute_scales import SINGLE_CHUNK, inverse_perm, single_scale_perm
 
 
 def _check_bias(fn: str, bias) -> torch.Tensor:
     check_tensor(fn, "bias", bias)
+    check_nonempty(fn, "bias", bias)
     if bias.numel() % SINGLE_CHUNK != 0:
-        raise ValueError(f"{fn}: bias.numel()={bias.numel()} must be a multiple of {SINGLE_CHUNK}")
+        raise ValueError(f"{fn}: bias.numel()={bias.numel()} must be a multiple of {SINGLE_CHUNK} "
+                         f"(shape {tuple(bias.shape)})")
     return bias
 
 

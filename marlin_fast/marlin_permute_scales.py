@@ -1,7 +1,8 @@
 """Permute [G, N] scales into the order the Marlin kernel reads them (spec §2.4).
 
     s   : [G, N] any dtype (elements are only moved), N a multiple of the chunk length;
-          G == 1 for group_size -1, else G·group_size == size_k; group_size in {-1, 32, 64, 128}
+          G == 1 for group_size -1, else G·group_size == size_k; group_size in {-1, 32, 64, 128}, or
+          group_size == size_k for any size_k (one group: the single permutation, channel-wise, §9)
     out : [G, N] contiguous; the row-major flattening is cut into chunks and each chunk is gathered:
       grouped (64-entry chunks), iff group_size != -1 and group_size < size_k:
           out[64a + p] = s[64a + p // 8 + 8·(p % 8)]
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import check_multiple, check_one_of, check_positive, check_rank, check_shape
+from .errors import check_int, check_multiple, check_positive, check_rank, check_shape
 
 GROUPED_CHUNK = 64  # one 64-column warp tile: 8 lane groups (c8) x 8 scales each
 SINGLE_CHUNK = 32   # accumulator layout: 4 lanes x (4 pairs) of adjacent columns
@@ -47,11 +48,20 @@ def inverse_perm(perm: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(perm).index_copy_(0, perm, torch.arange(perm.numel(), device=perm.device))
 
 
+def check_group_size(fn: str, size_k, group_size) -> tuple[int, int]:
+    """(size_k, group_size): size_k positive; group_size in SUPPORTED_GROUP_SIZES or equal to size_k
+    (one group of any size: vLLM takes the single permutation, the kernel sees G = 1, spec §2.4, §9)."""
+    size_k = check_positive(fn, "size_k", size_k)
+    group_size = check_int(fn, "group_size", group_size)
+    if group_size not in SUPPORTED_GROUP_SIZES and group_size != size_k:
+        raise ValueError(f"{fn}: group_size={group_size} must be one of {list(SUPPORTED_GROUP_SIZES)} "
+                         f"or equal size_k={size_k} (a single group)")
+    return size_k, group_size
+
+
 def uses_grouped_scale_permutation(size_k: int, group_size: int) -> bool:
     """True iff the 64-entry (grouped) permutation applies: group_size != -1 and group_size < size_k."""
-    fn = "uses_grouped_scale_permutation"
-    group_size = check_one_of(fn, "group_size", group_size, SUPPORTED_GROUP_SIZES)
-    size_k = check_positive(fn, "size_k", size_k)
+    size_k, group_size = check_group_size("uses_grouped_scale_permutation", size_k, group_size)
     return group_size != -1 and group_size < size_k
 
 
@@ -63,10 +73,9 @@ def _chunk_perm(fn: str, s, size_k, size_n, group_size) -> torch.Tensor:
     (the wrong-size_k bug class of §6.1 item 7).
     """
     check_rank(fn, "s", s, 2)
-    group_size = check_one_of(fn, "group_size", group_size, SUPPORTED_GROUP_SIZES)
-    size_k = check_positive(fn, "size_k", size_k)
+    size_k, group_size = check_group_size(fn, size_k, group_size)
     size_n = check_positive(fn, "size_n", size_n)
-    check_shape(fn, "s", s, (s.shape[0], size_n), "[G, size_n]")
+    check_shape(fn, "s", s, (s.shape[0], size_n), f"[G, size_n={size_n}]")
     groups = s.shape[0]
     if group_size == -1 and groups != 1:
         raise ValueError(f"{fn}: group_size=-1 (channel-wise) needs s with 1 row, got shape {tuple(s.shape)}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import check_dtype, check_multiple, check_rank
+from .errors import check_dtype, check_multiple, check_nonempty, check_rank
 from .formats import REAL_DTYPES, as_float_dtype, e8m0_codes, e8m0_to_float
 
 QUAD = 4  # one 32-bit word of four e8m0 bytes
@@ -54,9 +54,8 @@ def _check_powers_of_two(fn: str, ms: torch.Tensor) -> None:
 def mxfp8_marlin_process_scales(ms: torch.Tensor) -> torch.Tensor:
     """float[G, N] (grouped-permuted) -> float8_e8m0fnu[G, N] with the [0, 2, 1, 3] quad reorder."""
     fn = "mxfp8_marlin_process_scales"
-    check_rank(fn, "ms", ms, 2)
-    check_dtype(fn, "ms", ms, REAL_DTYPES)
-    check_multiple(fn, "size_n", ms.shape[1], GROUPED_CHUNK)
+    check_nonempty(fn, "ms", check_rank(fn, "ms", check_dtype(fn, "ms", ms, REAL_DTYPES), 2))
+    check_multiple(fn, "size_n", ms.shape[1], GROUPED_CHUNK, f"ms has shape {tuple(ms.shape)}")
     _check_powers_of_two(fn, ms)
     return _reorder_quads(ms).to(torch.float8_e8m0fnu)
 
@@ -65,8 +64,7 @@ def mxfp8_marlin_unprocess_scales(e8m0: torch.Tensor, dtype="float32") -> torch.
     """Undo the quad reorder and decode: float[G, N] in `dtype` (float16/bfloat16/float32/float64),
     still grouped-permuted; float16 shows the §2.10 hazard (tiny -> 0, huge -> inf)."""
     fn = "mxfp8_marlin_unprocess_scales"
-    check_rank(fn, "e8m0", e8m0, 2)
-    codes = e8m0_codes(e8m0, fn, "e8m0")
-    check_multiple(fn, "size_n", codes.shape[1], GROUPED_CHUNK)
+    codes = check_nonempty(fn, "e8m0", check_rank(fn, "e8m0", e8m0_codes(e8m0, fn, "e8m0"), 2))
+    check_multiple(fn, "size_n", codes.shape[1], GROUPED_CHUNK, f"e8m0 has shape {tuple(codes.shape)}")
     out_dtype = as_float_dtype(dtype, fn, "dtype", allowed=REAL_DTYPES)
     return e8m0_to_float(_reorder_quads(codes), out_dtype)

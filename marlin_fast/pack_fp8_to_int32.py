@@ -20,7 +20,7 @@ import sys
 
 import torch
 
-from .errors import check_bool, check_dtype, check_multiple, check_rank
+from .errors import check_bool, check_dtype, check_multiple, check_nonempty, check_rank
 from .formats import fp8_codes
 
 BYTES_PER_WORD = 4  # four e4m3fn bytes per int32 word (pack factor 32 / 8)
@@ -44,11 +44,11 @@ def bytes_from_words(w: torch.Tensor) -> torch.Tensor:
 def pack_fp8_to_int32(fp8: torch.Tensor, size_k_first: bool = True) -> torch.Tensor:
     """int32[K/4, N] from e4m3fn[K, N] (size_k_first) or int32[N, K/4] from e4m3fn[N, K] (spec §2.2)."""
     fn = "pack_fp8_to_int32"
-    check_bool(fn, "size_k_first", size_k_first)
-    check_rank(fn, "fp8", fp8, 2)
-    codes = fp8_codes(fp8, fn, "fp8")
+    size_k_first = check_bool(fn, "size_k_first", size_k_first)
+    codes = check_nonempty(fn, "fp8", check_rank(fn, "fp8", fp8_codes(fp8, fn, "fp8"), 2))
     size_k = codes.shape[0] if size_k_first else codes.shape[1]
-    check_multiple(fn, "size_k", size_k, BYTES_PER_WORD)
+    check_multiple(fn, "size_k", size_k, BYTES_PER_WORD,
+                   f"fp8 has shape {tuple(fp8.shape)}, K on axis {0 if size_k_first else 1}")
     n_major = codes.T if size_k_first else codes             # [N, K]
     words = words_from_bytes(n_major)                        # [N, K/4]
     # clone: with a contiguous [N, K] input the view would alias it, and outputs never alias inputs
@@ -58,9 +58,8 @@ def pack_fp8_to_int32(fp8: torch.Tensor, size_k_first: bool = True) -> torch.Ten
 def unpack_fp8_from_int32(packed: torch.Tensor, size_k_first: bool = True) -> torch.Tensor:
     """The inverse of pack_fp8_to_int32: float8_e4m3fn[K, N] (size_k_first) or [N, K]."""
     fn = "unpack_fp8_from_int32"
-    check_bool(fn, "size_k_first", size_k_first)
-    check_rank(fn, "packed", packed, 2)
-    check_dtype(fn, "packed", packed, (torch.int32,))
+    size_k_first = check_bool(fn, "size_k_first", size_k_first)
+    check_nonempty(fn, "packed", check_rank(fn, "packed", check_dtype(fn, "packed", packed, (torch.int32,)), 2))
     n_major = packed.T if size_k_first else packed           # [N, K/4]
     codes = bytes_from_words(n_major)                        # [N, K]
     codes = codes.T.contiguous() if size_k_first else codes.clone()  # [K, N] or [N, K]

@@ -74,8 +74,7 @@ def zero_pad(t: torch.Tensor, pads: tuple) -> torch.Tensor:
 def marlin_pad_qweight(qweight: torch.Tensor, size_n: int, size_k: int, padded_n: int, padded_k: int):
     """Zero-pad GPTQ-packed int32[K/pf, N] to [padded_k/pf, padded_n] (right and bottom)."""
     fn = "marlin_pad_qweight"
-    check_rank(fn, "qweight", qweight, 2)
-    check_dtype(fn, "qweight", qweight, (torch.int32,))
+    check_rank(fn, "qweight", check_dtype(fn, "qweight", qweight, (torch.int32,)), 2)
     size_n, padded_n = _check_growth(fn, "size_n", size_n, padded_n)
     size_k, padded_k = _check_growth(fn, "size_k", size_k, padded_k)
     rows, cols = qweight.shape
@@ -88,8 +87,9 @@ def marlin_pad_qweight(qweight: torch.Tensor, size_n: int, size_k: int, padded_n
 
 def marlin_pad_scales(scales: torch.Tensor, size_n: int, size_k: int, padded_n: int, padded_k: int,
                       group_size: int) -> torch.Tensor:
-    """Zero-pad [G, N] scales (any dtype, raw e8m0 bytes too) to [padded_k/group_size (or G when
-    channel-wise), padded_n]; call before marlin_permute_scales and pass it the padded extents."""
+    """Zero-pad [G, N] scales (any dtype, raw e8m0 bytes too) to [padded_k/group_size (or 1 when
+    channel-wise), padded_n]; G must be ceil(size_k/group_size) (1 for channel-wise), so only padded K rows
+    get the zero scale. Call before marlin_permute_scales and pass it the padded extents."""
     fn = "marlin_pad_scales"
     check_rank(fn, "scales", scales, 2)
     size_n, padded_n = _check_growth(fn, "size_n", size_n, padded_n)
@@ -100,11 +100,13 @@ def marlin_pad_scales(scales: torch.Tensor, size_n: int, size_k: int, padded_n: 
         raise ValueError(f"{fn}: scales must have shape [G, size_n={size_n}], got {tuple(scales.shape)}")
     if group_size > 0 and padded_k % group_size != 0:
         raise ValueError(f"{fn}: padded_k={padded_k} must be a multiple of group_size={group_size}")
+    want = -(-size_k // group_size) if group_size > 0 else 1  # one row per group of real K rows
+    if groups != want:
+        which = "fewer" if groups < want else "more"
+        raise ValueError(f"{fn}: scales must have one row per group, ceil(size_k/group_size) = {want} for "
+                         f"size_k={size_k}, group_size={group_size}; got G={groups}, {which} than {want} groups")
     pad_rows = padded_k // group_size - groups if group_size > 0 else 0
-    if pad_rows < 0:
-        raise ValueError(f"{fn}: scales has G={groups} rows, more than padded_k/group_size="
-                         f"{padded_k // group_size}")
-    return zero_pad(scales, (0, padded_n - size_n, 0, pad_rows))  # [G + pad_rows, padded_n]
+    return zero_pad(scales, (0, padded_n - size_n, 0, pad_rows))  # [padded_k/group_size or 1, padded_n]
 
 
 def marlin_pad_dim(x: torch.Tensor, size: int, padded: int) -> torch.Tensor:
@@ -131,7 +133,7 @@ def marlin_repacked_nk(qweight: torch.Tensor, num_bits: int) -> tuple[int, int]:
     """(N, K) a Marlin weight int32[..., K/16, 16N/pf] was repacked with: K = rows·16, N = cols·pf/16
     (the last two dims, so a stacked MoE weight works too)."""
     fn = "marlin_repacked_nk"
-    check_tensor(fn, "qweight", qweight)
+    check_dtype(fn, "qweight", qweight, (torch.int32,))
     num_bits = check_one_of(fn, "num_bits", num_bits, (4, 8))
     if qweight.dim() < 2:
         raise ValueError(f"{fn}: qweight must be at least 2-D [K/16, 16N/pf], got shape {tuple(qweight.shape)}")

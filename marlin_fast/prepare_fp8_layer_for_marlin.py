@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import torch
 
-from .errors import check_bool, check_dtype, check_multiple, check_rank, check_shape
+from .errors import check_bool, check_dtype, check_multiple, check_nonempty, check_rank, check_shape
 from .formats import as_activation_dtype, as_torch_dtype, fp8_codes
 from .fp8_fused_exponent_bias_into_scales import fp8_fused_exponent_bias_into_scales
 from .gptq_marlin_repack import gptq_marlin_repack
@@ -31,7 +31,7 @@ from .marlin_permute_bias import marlin_permute_bias
 from .marlin_permute_scales import marlin_permute_scales
 from .pack_fp8_to_int32 import BYTES_PER_WORD, pack_fp8_to_int32
 from .padding import marlin_pad_dim, marlin_pad_qweight, marlin_pad_scales, marlin_padded_nk
-from .scale_schemes import check_block_size, convert_fp8_scales
+from .scale_schemes import check_block_size, check_logical_widths, fp8_scale_grid
 
 FP8_NUM_BITS = 8
 FP8_KERNEL_GROUP_SIZE = 128  # the only grouped FP8 kernel (group_blocks = 8, §4.2)
@@ -51,12 +51,18 @@ class MarlinLayer(NamedTuple):
     group_size: int
 
 
+def check_fp8_weight(fn: str, name: str, weight, rank: int) -> torch.Tensor:
+    """The uint8 codes of a non-empty e4m3fn (or uint8) tensor of the given rank."""
+    return check_nonempty(fn, name, check_rank(fn, name, fp8_codes(weight, fn, name), rank))
+
+
 def fp8_weight_to_marlin(fn: str, weight: torch.Tensor, *, size_k_first: bool, padded_n: int,
                          padded_k: int) -> torch.Tensor:
     """e4m3fn[K, N] or [N, K] -> int32[padded_k/16, 4·padded_n]: pack, make K-major, zero-pad, repack."""
-    codes = fp8_codes(check_rank(fn, "weight", weight, 2), fn, "weight")
+    codes = check_fp8_weight(fn, "weight", weight, 2)
     size_k, size_n = codes.shape if size_k_first else codes.shape[::-1]
-    check_multiple(fn, "size_k", size_k, BYTES_PER_WORD)  # pack_fp8_to_int32 views 4 bytes as a word
+    check_multiple(fn, "size_k", size_k, BYTES_PER_WORD,  # pack_fp8_to_int32 views 4 bytes as a word
+                   f"weight has shape {tuple(weight.shape)}; pack_fp8_to_int32 packs {BYTES_PER_WORD} fp8 along K")
     packed = pack_fp8_to_int32(codes, size_k_first)
     packed = packed if size_k_first else packed.T  # [K/4, N]
     packed = marlin_pad_qweight(packed.contiguous(), size_n, size_k, padded_n, padded_k)  # [padded_k/4, padded_n]
@@ -69,7 +75,7 @@ def prepare_bias(fn: str, bias, size_n: int, padded_n: int, dtype: torch.dtype) 
     if bias is None:
         return None
     check_dtype(fn, "bias", bias, BIAS_DTYPES)
-    check_shape(fn, "bias", bias, (size_n,), "[size_n]")
+    check_shape(fn, "bias", bias, (size_n,), f"[size_n={size_n}]")
     return marlin_permute_bias(marlin_pad_dim(bias.to(dtype), size_n, padded_n))
 
 
@@ -79,11 +85,12 @@ def check_input_dtype(fn: str, input_dtype, dtype: torch.dtype) -> None:
     if input_dtype is None:
         return
     resolved = as_torch_dtype(input_dtype, fn, "input_dtype")
+    name, want = (str(d).removeprefix("torch.") for d in (resolved, dtype))
     if resolved.itemsize == 1:
-        raise ValueError(f"{fn}: input_dtype={resolved} has itemsize 1 (W8A8); FP8 Marlin supports only "
+        raise ValueError(f"{fn}: input_dtype={name} has itemsize 1 (W8A8); FP8 Marlin supports only "
                          "16-bit activations (spec §2.8)")
     if resolved != dtype:
-        raise ValueError(f"{fn}: input_dtype={resolved} must equal orig_dtype={dtype}: the fused exponent "
+        raise ValueError(f"{fn}: input_dtype={name} must equal orig_dtype={want}: the fused exponent "
                          "bias follows orig_dtype (spec §2.6, §6.1 item 9)")
 
 
@@ -109,18 +116,21 @@ def prepare_fp8_layer_for_marlin(weight: torch.Tensor, weight_scale: torch.Tenso
     fn = "prepare_fp8_layer_for_marlin"
     dtype = as_activation_dtype(orig_dtype, fn, "orig_dtype")
     check_input_dtype(fn, input_dtype, dtype)
-    check_bool(fn, "size_k_first", size_k_first)
-    fp8_codes(check_rank(fn, "weight", weight, 2), fn, "weight")
-    size_k, size_n = weight.shape if size_k_first else weight.shape[::-1]
+    size_k_first = check_bool(fn, "size_k_first", size_k_first)
+    codes = check_fp8_weight(fn, "weight", weight, 2)
+    size_k, size_n = codes.shape if size_k_first else codes.shape[::-1]
+    check_multiple(fn, "size_k", size_k, BYTES_PER_WORD,
+                   f"weight has shape {tuple(weight.shape)}; pack_fp8_to_int32 packs {BYTES_PER_WORD} fp8 along K")
     blocks = check_block_size(fn, weight_block_size)
+    widths = check_logical_widths(fn, logical_widths)
     group_size = -1 if blocks is None else blocks[1]                                # step 1
     padded_n, padded_k = marlin_padded_nk(size_n, size_k, group_size)               # step 2
     check_fp8_kernel_group(fn, group_size, padded_k)
     qweight = fp8_weight_to_marlin(fn, weight, size_k_first=size_k_first,          # step 3
                                    padded_n=padded_n, padded_k=padded_k)
-    scales = convert_fp8_scales(weight_scale, size_n=size_n, size_k=size_k,       # step 4: [G, N]
-                                orig_dtype=dtype, weight_block_size=weight_block_size,
-                                logical_widths=logical_widths, size_k_first=size_k_first)
+    scales = fp8_scale_grid(fn, "weight_scale", weight_scale, size_n=size_n,       # step 4: [G, N]
+                            size_k=size_k, dtype=dtype, weight_block_size=weight_block_size,
+                            logical_widths=widths, size_k_first=size_k_first)
     scales = marlin_pad_scales(scales, size_n, size_k, padded_n, padded_k, group_size)  # step 5
     scales = marlin_permute_scales(scales, padded_k, padded_n,                          # step 6
                                    permutation_group(group_size, padded_k))

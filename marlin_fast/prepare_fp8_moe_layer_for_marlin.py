@@ -26,14 +26,15 @@ from typing import NamedTuple
 
 import torch
 
-from .errors import check_dtype, check_multiple, check_positive, check_rank, check_shape
-from .formats import as_activation_dtype, fp8_codes
+from .errors import check_dtype, check_multiple, check_shape
+from .formats import as_activation_dtype
 from .fp8_fused_exponent_bias_into_scales import fp8_fused_exponent_bias_into_scales
 from .marlin_permute_bias import marlin_permute_bias
 from .marlin_permute_scales import marlin_permute_scales
 from .padding import marlin_moe_padded_intermediate, zero_pad
-from .prepare_fp8_layer_for_marlin import BIAS_DTYPES, check_fp8_kernel_group, fp8_weight_to_marlin, permutation_group
-from .scale_schemes import check_block_size, convert_fp8_moe_scales
+from .prepare_fp8_layer_for_marlin import (BIAS_DTYPES, check_fp8_kernel_group, check_fp8_weight, fp8_weight_to_marlin,
+                                           permutation_group)
+from .scale_schemes import check_block_size, fp8_moe_scale_grid
 
 GATED_SHARDS = 2        # w13 = [gate | up]
 MOE_HIDDEN_ALIGN = 128  # check_moe_marlin_supports_config: hidden_size % 128 == 0 (§5)
@@ -59,17 +60,16 @@ def check_moe_weights(fn: str, w13, w2, group_size: int) -> tuple[torch.Tensor, 
     """(w13 codes, w2 codes, E, k, n) from w13 [E, 2n, k] and w2 [E, k, n], with the MoE kernel's rules:
     hidden_size % 128 == 0 (check_moe_marlin_supports_config, §5) and n % group_size == 0 (the padded w2
     scale rows must be whole groups, §2.9 step 4)."""
-    codes13 = fp8_codes(check_rank(fn, "w13", w13, 3), fn, "w13")
-    codes2 = fp8_codes(check_rank(fn, "w2", w2, 3), fn, "w2")
+    codes13 = check_fp8_weight(fn, "w13", w13, 3)
+    codes2 = check_fp8_weight(fn, "w2", w2, 3)
     experts, rows13, k = codes13.shape
-    check_positive(fn, "num_experts", experts)
     n = rows13 // GATED_SHARDS
     if rows13 % GATED_SHARDS != 0 or tuple(codes2.shape) != (experts, k, n):
         raise ValueError(f"{fn}: w13 must be [E, 2n, k] and w2 [E, k, n] with the same E, n, k, got "
                          f"{tuple(w13.shape)} and {tuple(w2.shape)}")
     check_multiple(fn, "hidden_size", k, MOE_HIDDEN_ALIGN)
     if group_size > 0:
-        check_multiple(fn, "intermediate_size", n, group_size)
+        check_multiple(fn, "intermediate_size", n, group_size, f"group_size={group_size}: padding adds whole groups")
     return codes13, codes2, experts, k, n
 
 
@@ -110,16 +110,16 @@ def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype
     group_size = -1 if blocks is None else blocks[1]
     codes13, codes2, experts, k, n = check_moe_weights(fn, w13, w2, group_size)
     if blocks is not None:  # otherwise the fused gate|up block grid would not line up (§6.1 item 11)
-        check_multiple(fn, "intermediate_size", n, blocks[0])
+        check_multiple(fn, "intermediate_size", n, blocks[0], f"block_n={blocks[0]} of weight_block_size")
     padded_n = marlin_moe_padded_intermediate(n, group_size)                              # step 1
     check_fp8_kernel_group(fn, group_size, k)
     check_fp8_kernel_group(fn, group_size, padded_n)
     w13_q = repack_experts(fn, pad_shards(codes13, 1, GATED_SHARDS, n, padded_n))        # step 2
     w2_q = repack_experts(fn, zero_pad(codes2, (0, padded_n - n)))
-    s13 = convert_fp8_moe_scales(w13_scale, num_experts=experts, size_n=GATED_SHARDS * n,  # step 3
-                                 size_k=k, orig_dtype=dtype, weight_block_size=weight_block_size)
-    s2 = convert_fp8_moe_scales(w2_scale, num_experts=experts, size_n=k, size_k=n, orig_dtype=dtype,
-                                weight_block_size=weight_block_size)
+    s13 = fp8_moe_scale_grid(fn, "w13_scale", w13_scale, num_experts=experts,              # step 3
+                             size_n=GATED_SHARDS * n, size_k=k, dtype=dtype, weight_block_size=weight_block_size)
+    s2 = fp8_moe_scale_grid(fn, "w2_scale", w2_scale, num_experts=experts, size_n=k, size_k=n, dtype=dtype,
+                            weight_block_size=weight_block_size)
     s13 = pad_shards(s13, 2, GATED_SHARDS, n, padded_n)                                  # step 4
     if group_size > 0:
         s2 = zero_pad(s2, (0, 0, 0, (padded_n - n) // group_size))  # [E, padded_n/group, k]

@@ -21,38 +21,39 @@ from __future__ import annotations
 
 import torch
 
-from .errors import check_multiple, check_rank
-from .formats import e8m0_codes
+from .errors import check_multiple
+from .formats import as_float_dtype, e8m0_codes
 from .marlin_permute_scales import marlin_permute_scales
 from .mxfp8_marlin_process_scales import mxfp8_marlin_process_scales
 from .padding import marlin_pad_scales, marlin_padded_nk
-from .prepare_fp8_layer_for_marlin import MarlinLayer, fp8_weight_to_marlin, prepare_bias
+from .prepare_fp8_layer_for_marlin import MarlinLayer, check_fp8_weight, fp8_weight_to_marlin, prepare_bias
 from .scale_schemes import mxfp8_scales_to_float
 
 MX_BLOCK = 32  # OCP MX: one e8m0 scale per 32 consecutive k
 MXFP8_ACTIVATION_DTYPE = torch.bfloat16  # MXFP8 Marlin kernels exist for bf16 activations only (§4.2)
 
 
-def slice_mx_scales(fn: str, name: str, scale: torch.Tensor, rows: int, blocks: int) -> torch.Tensor:
-    """The leading [..., rows, blocks] corner of an e8m0 byte tensor (checkpoints may over-allocate)."""
+def slice_mx_scales(fn: str, name: str, scale, rows: int, blocks: int) -> torch.Tensor:
+    """The leading [rows, blocks] corner of a 2-D e8m0 byte tensor (dense checkpoints may over-allocate, §2.10)."""
     codes = e8m0_codes(scale, fn, name)
-    if codes.dim() < 2 or codes.shape[-2] < rows or codes.shape[-1] < blocks:
-        raise ValueError(f"{fn}: {name} must be at least [..., {rows}, {blocks}] in its last two dims, "
+    if codes.dim() != 2 or codes.shape[0] < rows or codes.shape[1] < blocks:
+        raise ValueError(f"{fn}: {name} must be 2-D with at least [N, K/32] = {(rows, blocks)}, "
                          f"got shape {tuple(codes.shape)}")
-    return codes[..., :rows, :blocks]
+    return codes[:rows, :blocks]
 
 
 def prepare_mxfp8_layer_for_marlin(weight: torch.Tensor, weight_scale: torch.Tensor, *, bias=None,
                                    intermediate_dtype="bfloat16") -> MarlinLayer:
     """MXFP8 checkpoint tensors -> MarlinLayer with e8m0 scales (spec §2.10, dense)."""
     fn = "prepare_mxfp8_layer_for_marlin"
-    size_n, size_k = check_rank(fn, "weight", weight, 2).shape
-    check_multiple(fn, "size_k", size_k, MX_BLOCK)
-    check_rank(fn, "weight_scale", weight_scale, 2)
+    size_n, size_k = check_fp8_weight(fn, "weight", weight, 2).shape
+    check_multiple(fn, "size_k", size_k, MX_BLOCK, f"one e8m0 scale per {MX_BLOCK} weights along K; weight has "
+                                                   f"shape {tuple(weight.shape)}")
+    codes = slice_mx_scales(fn, "weight_scale", weight_scale, size_n, size_k // MX_BLOCK)  # [N, K/32]
+    dtype = as_float_dtype(intermediate_dtype, fn, "intermediate_dtype")
     padded_n, padded_k = marlin_padded_nk(size_n, size_k, MX_BLOCK)
     qweight = fp8_weight_to_marlin(fn, weight, size_k_first=False, padded_n=padded_n, padded_k=padded_k)
-    codes = slice_mx_scales(fn, "weight_scale", weight_scale, size_n, size_k // MX_BLOCK)  # [N, K/32]
-    scales = mxfp8_scales_to_float(codes, intermediate_dtype=intermediate_dtype).T  # [K/32, N]
+    scales = mxfp8_scales_to_float(codes, intermediate_dtype=dtype).T  # [K/32, N]
     scales = marlin_pad_scales(scales, size_n, size_k, padded_n, padded_k, MX_BLOCK)  # [padded_k/32, padded_n]
     scales = marlin_permute_scales(scales, padded_k, padded_n, MX_BLOCK)
     scales = mxfp8_marlin_process_scales(scales)

@@ -8,8 +8,8 @@
 n is padded to padded_n = marlin_moe_padded_intermediate(n, 32), a multiple of 64: weights and the raw
 scale bytes, per shard for w13 (the zero byte means 2^-127; the kernel reads it as 0). Per expert:
 bytes -> intermediate_dtype -> transpose -> grouped permutation (group 32) -> quad reorder -> e8m0.
-Rules: hidden_size % 128 (§5), n % 32; scales may be larger than [E, 2n, k/32] / [E, k, n/32] and are
-sliced to that, as vLLM slices them per expert.
+Rules: hidden_size % 128 (§5), n % 32; the scales must be exactly [E, 2n, k/32] and [E, k, n/32] (§2.10;
+unlike the dense prep, nothing is sliced off an over-allocated grid).
 
     >>> E, n, k = 1, 32, 128                                           # n = 32 pads to 64
     >>> w13, w2 = torch.zeros(E, 2 * n, k, dtype=torch.uint8), torch.zeros(E, k, n, dtype=torch.uint8)
@@ -28,7 +28,8 @@ from .mxfp8_marlin_process_scales import mxfp8_marlin_process_scales
 from .padding import marlin_moe_padded_intermediate, zero_pad
 from .prepare_fp8_moe_layer_for_marlin import (GATED_SHARDS, MarlinMoeLayer, check_moe_weights, pad_shards,
                                                permute_expert_scales, repack_experts)
-from .prepare_mxfp8_layer_for_marlin import MX_BLOCK, slice_mx_scales
+from .formats import as_float_dtype, e8m0_codes
+from .prepare_mxfp8_layer_for_marlin import MX_BLOCK
 from .scale_schemes import mxfp8_scales_to_float
 
 
@@ -40,22 +41,29 @@ def _experts_to_marlin_scales(codes: torch.Tensor, size_k: int, intermediate_dty
     return mxfp8_marlin_process_scales(s.reshape(experts * groups, size_n)).view(experts, groups, size_n)
 
 
+def _exact_mx_scales(fn: str, name: str, scale, shape: tuple) -> torch.Tensor:
+    """e8m0 bytes of exactly `shape`: §2.10 gives the MoE scales as [E, 2n, k/32] and [E, k, n/32], and the
+    prep takes each expert's slice whole (only the dense prep trims an over-allocated grid)."""
+    codes = e8m0_codes(scale, fn, name)
+    if tuple(codes.shape) != shape:
+        raise ValueError(f"{fn}: {name} must have shape {shape}, got {tuple(codes.shape)}")
+    return codes
+
+
 def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *,
                                        intermediate_dtype="bfloat16") -> MarlinMoeLayer:
     """MXFP8 MoE checkpoint tensors -> MarlinMoeLayer with e8m0 scales (spec §2.10)."""
     fn = "prepare_mxfp8_moe_layer_for_marlin"
     codes13, codes2, experts, k, n = check_moe_weights(fn, w13, w2, MX_BLOCK)  # k % 128, n % 32
     padded_n = marlin_moe_padded_intermediate(n, MX_BLOCK)
-    s13 = slice_mx_scales(fn, "w13_scale", w13_scale, GATED_SHARDS * n, k // MX_BLOCK)  # [E, 2n, k/32]
-    s2 = slice_mx_scales(fn, "w2_scale", w2_scale, k, n // MX_BLOCK)                  # [E, k, n/32]
-    if s13.dim() != 3 or s13.shape[0] != experts or s2.dim() != 3 or s2.shape[0] != experts:
-        raise ValueError(f"{fn}: w13_scale and w2_scale must be 3-D with E={experts} experts, got shapes "
-                         f"{tuple(w13_scale.shape)} and {tuple(w2_scale.shape)}")
+    s13 = _exact_mx_scales(fn, "w13_scale", w13_scale, (experts, GATED_SHARDS * n, k // MX_BLOCK))
+    s2 = _exact_mx_scales(fn, "w2_scale", w2_scale, (experts, k, n // MX_BLOCK))
+    dtype = as_float_dtype(intermediate_dtype, fn, "intermediate_dtype")
     w13_q = repack_experts(fn, pad_shards(codes13, 1, GATED_SHARDS, n, padded_n))     # [E, k/16, 4·2·padded_n]
     w2_q = repack_experts(fn, zero_pad(codes2, (0, padded_n - n)))                    # [E, padded_n/16, 4k]
     s13 = pad_shards(s13, 1, GATED_SHARDS, n, padded_n)                               # [E, 2·padded_n, k/32]
     s2 = zero_pad(s2, (0, (padded_n - n) // MX_BLOCK))                                # [E, k, padded_n/32]
     return MarlinMoeLayer(w13_q, w2_q,
-                          _experts_to_marlin_scales(s13, k, intermediate_dtype),
-                          _experts_to_marlin_scales(s2, padded_n, intermediate_dtype),
+                          _experts_to_marlin_scales(s13, k, dtype),
+                          _experts_to_marlin_scales(s2, padded_n, dtype),
                           None, None, experts, k, n, padded_n, MX_BLOCK)

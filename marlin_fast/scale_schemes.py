@@ -30,7 +30,7 @@ import math
 
 import torch
 
-from .errors import check_dtype, check_positive, check_rank, check_shape
+from .errors import check_bool, check_dtype, check_positive, check_shape
 from .formats import FLOAT_DTYPES, as_activation_dtype, as_float_dtype, e8m0_codes, e8m0_to_float
 
 # float64 is refused: torch casts it to bf16 through float32 (a double rounding), which is not RT(s).
@@ -47,17 +47,56 @@ def check_block_size(fn: str, weight_block_size) -> tuple[int, int] | None:
     return check_positive(fn, "block_n", weight_block_size[0]), check_positive(fn, "block_k", weight_block_size[1])
 
 
-def _cast_scale(fn: str, scale, orig_dtype) -> torch.Tensor:
-    """The checkpoint scale rounded to orig_dtype, the first step of every scheme (§2.8 step 4, §6.1 item 10)."""
-    check_dtype(fn, "scale", scale, SCALE_DTYPES)
+def check_logical_widths(fn: str, logical_widths) -> list[int] | None:
+    """None, or the shard widths of a fused layer as positive ints (their sum is checked where used)."""
+    if logical_widths is None:
+        return None
+    if isinstance(logical_widths, (str, bytes, torch.Tensor)) or not hasattr(logical_widths, "__len__"):
+        raise TypeError(f"{fn}: logical_widths must be a sequence of shard widths, got {logical_widths!r}")
+    return [check_positive(fn, f"logical_widths[{i}]", w) for i, w in enumerate(logical_widths)]
+
+
+def _cast_scale(fn: str, name: str, scale, dtype: torch.dtype) -> torch.Tensor:
+    """The checkpoint scale rounded to dtype, the first step of every scheme (§2.8 step 4, §6.1 item 10)."""
+    check_dtype(fn, name, scale, SCALE_DTYPES)
     if scale.numel() == 0:
-        raise ValueError(f"{fn}: scale must not be empty, got shape {tuple(scale.shape)}")
-    return scale.to(as_activation_dtype(orig_dtype, fn, "orig_dtype"))
+        raise ValueError(f"{fn}: {name} must not be empty, got shape {tuple(scale.shape)}")
+    return scale.to(dtype)
 
 
 def _expand_blocks(s: torch.Tensor, block_n: int, size_n: int) -> torch.Tensor:
     """[..., G, ceil(N/bn)] -> [..., G, N]: every n-block's scale repeated block_n times, then truncated."""
     return s.repeat_interleave(block_n, dim=-1)[..., :size_n].contiguous()
+
+
+def fp8_scale_grid(fn: str, name: str, scale, *, size_n: int, size_k: int, dtype: torch.dtype, weight_block_size,
+                   logical_widths, size_k_first: bool) -> torch.Tensor:
+    """convert_fp8_scales with the caller's name and argument name in every message (sizes already valid)."""
+    s = _cast_scale(fn, name, scale, dtype)  # rounds first (§2.8 step 4)
+    blocks = check_block_size(fn, weight_block_size)
+    if blocks is not None:
+        block_n, block_k = blocks
+        grid = (math.ceil(size_k / block_k), math.ceil(size_n / block_n))
+        if size_k_first:
+            check_shape(fn, name, s, grid, "block scale [ceil(K/bk), ceil(N/bn)]")
+        else:  # an N-major checkpoint: transposed to K-major here
+            check_shape(fn, name, s, grid[::-1], "block scale [ceil(N/bn), ceil(K/bk)]")
+        return _expand_blocks(s if size_k_first else s.T, block_n, size_n)  # [ceil(K/bk), N]
+    numel = s.numel()
+    flat = s.reshape(1, numel)  # [1, numel]
+    if numel == 1:  # tensor-wise
+        return flat.expand(1, size_n).contiguous()  # [1, N]
+    if logical_widths is not None and numel == len(logical_widths):  # per-shard, unequal widths
+        if sum(logical_widths) != size_n:
+            raise ValueError(f"{fn}: sum(logical_widths)={sum(logical_widths)} must equal size_n={size_n}")
+        repeats = torch.tensor(logical_widths, device=s.device)
+        return flat.repeat_interleave(repeats, dim=1).contiguous()  # [1, N]
+    if numel > 1 and numel != size_n:  # per-shard, equal widths
+        if size_n % numel != 0:
+            raise ValueError(f"{fn}: size_n={size_n} must be a multiple of {name}.numel()={numel} "
+                             "(per-shard tensor-wise scales need equal shards)")
+        return flat.repeat_interleave(size_n // numel, dim=1).contiguous()  # [1, N]
+    return flat.contiguous()  # [1, N] channel-wise
 
 
 def convert_fp8_scales(scale: torch.Tensor, *, size_n: int, size_k: int, orig_dtype, weight_block_size=None,
@@ -66,34 +105,35 @@ def convert_fp8_scales(scale: torch.Tensor, *, size_n: int, size_k: int, orig_dt
     fn = "convert_fp8_scales"
     size_n = check_positive(fn, "size_n", size_n)
     size_k = check_positive(fn, "size_k", size_k)
-    s = _cast_scale(fn, scale, orig_dtype)  # rounds first (§2.8 step 4)
+    return fp8_scale_grid(fn, "scale", scale, size_n=size_n, size_k=size_k,
+                          dtype=as_activation_dtype(orig_dtype, fn, "orig_dtype"),
+                          weight_block_size=weight_block_size,
+                          logical_widths=check_logical_widths(fn, logical_widths),
+                          size_k_first=check_bool(fn, "size_k_first", size_k_first))
+
+
+def fp8_moe_scale_grid(fn: str, name: str, scale, *, num_experts: int, size_n: int, size_k: int, dtype: torch.dtype,
+                       weight_block_size) -> torch.Tensor:
+    """convert_fp8_moe_scales with the caller's name and argument name in every message (sizes already valid)."""
+    experts = num_experts
+    s = _cast_scale(fn, name, scale, dtype)
     blocks = check_block_size(fn, weight_block_size)
     if blocks is not None:
         block_n, block_k = blocks
-        check_rank(fn, "scale", s, 2)
-        s = s if size_k_first else s.T  # [ceil(K/bk), ceil(N/bn)]
-        grid = (math.ceil(size_k / block_k), math.ceil(size_n / block_n))
-        check_shape(fn, "scale", s, grid, "K-major block grid [ceil(K/bk), ceil(N/bn)]")
-        return _expand_blocks(s, block_n, size_n)  # [ceil(K/bk), N]
+        grid = (experts, math.ceil(size_n / block_n), math.ceil(size_k / block_k))
+        check_shape(fn, name, s, grid, "[E, ceil(N/bn), ceil(K/bk)]")
+        return _expand_blocks(s.permute(0, 2, 1), block_n, size_n)  # [E, ceil(K/bk), N]
     numel = s.numel()
-    flat = s.reshape(1, numel)  # [1, numel]
-    if numel == 1:  # tensor-wise
-        return flat.expand(1, size_n).contiguous()  # [1, N]
-    if logical_widths is not None and numel == len(logical_widths):  # per-shard, unequal widths
-        widths = [check_positive(fn, f"logical_widths[{i}]", w) for i, w in enumerate(logical_widths)]
-        if sum(widths) != size_n:
-            raise ValueError(f"{fn}: sum(logical_widths)={sum(widths)} must equal size_n={size_n}")
-        repeats = torch.tensor(widths, device=s.device)
-        return flat.repeat_interleave(repeats, dim=1).contiguous()  # [1, N]
-    if numel > 1 and numel != size_n:  # per-shard, equal widths
-        if size_n % numel != 0:
-            raise ValueError(f"{fn}: size_n={size_n} must be a multiple of scale.numel()={numel} "
-                             "(per-shard tensor-wise scales need equal shards)")
-        return flat.repeat_interleave(size_n // numel, dim=1).contiguous()  # [1, N]
-    if numel != size_n:
-        raise ValueError(f"{fn}: scale.numel()={numel} must be 1, len(logical_widths), a divisor of "
-                         f"size_n={size_n}, or size_n")
-    return flat.contiguous()  # [1, N] channel-wise
+    if numel == experts:  # per-expert tensor-wise
+        return s.reshape(experts, 1, 1).expand(experts, 1, size_n).contiguous()  # [E, 1, N]
+    if numel != experts * size_n:  # per-expert per-shard (gate/up)
+        shards = numel // experts
+        if numel % experts != 0 or size_n % shards != 0:
+            raise ValueError(f"{fn}: per-shard {name}.numel()={numel} must be num_experts={experts} times a "
+                             f"divisor of size_n={size_n} (channel-wise needs numel == {experts * size_n})")
+        per_shard = s.reshape(experts, 1, shards)  # [E, 1, shards]
+        return per_shard.repeat_interleave(size_n // shards, dim=2).contiguous()  # [E, 1, N]
+    return s.reshape(experts, 1, size_n).contiguous()  # [E, 1, N] channel-wise
 
 
 def convert_fp8_moe_scales(scale: torch.Tensor, *, num_experts: int, size_n: int, size_k: int, orig_dtype,
@@ -103,27 +143,9 @@ def convert_fp8_moe_scales(scale: torch.Tensor, *, num_experts: int, size_n: int
     experts = check_positive(fn, "num_experts", num_experts)
     size_n = check_positive(fn, "size_n", size_n)
     size_k = check_positive(fn, "size_k", size_k)
-    s = _cast_scale(fn, scale, orig_dtype)
-    blocks = check_block_size(fn, weight_block_size)
-    if blocks is not None:
-        block_n, block_k = blocks
-        grid = (experts, math.ceil(size_n / block_n), math.ceil(size_k / block_k))
-        check_shape(fn, "scale", s, grid, "[E, ceil(N/bn), ceil(K/bk)]")
-        return _expand_blocks(s.permute(0, 2, 1), block_n, size_n)  # [E, ceil(K/bk), N]
-    numel = s.numel()
-    if numel == experts:  # per-expert tensor-wise
-        return s.reshape(experts, 1, 1).expand(experts, 1, size_n).contiguous()  # [E, 1, N]
-    if numel > experts and numel != experts * size_n:  # per-expert per-shard (gate/up)
-        shards = numel // experts
-        if numel % experts != 0 or size_n % shards != 0:
-            raise ValueError(f"{fn}: scale.numel()={numel} must be num_experts={experts} times a divisor "
-                             f"of size_n={size_n} (per-shard tensor-wise scales need equal shards)")
-        per_shard = s.reshape(experts, 1, shards)  # [E, 1, shards]
-        return per_shard.repeat_interleave(size_n // shards, dim=2).contiguous()  # [E, 1, N]
-    if numel != experts * size_n:
-        raise ValueError(f"{fn}: scale.numel()={numel} must be num_experts={experts}, a multiple of it "
-                         f"dividing num_experts·size_n, or num_experts·size_n={experts * size_n}")
-    return s.reshape(experts, 1, size_n).contiguous()  # [E, 1, N] channel-wise
+    return fp8_moe_scale_grid(fn, "scale", scale, num_experts=experts, size_n=size_n, size_k=size_k,
+                              dtype=as_activation_dtype(orig_dtype, fn, "orig_dtype"),
+                              weight_block_size=weight_block_size)
 
 
 def mxfp8_scales_to_float(scale_u8: torch.Tensor, *, intermediate_dtype) -> torch.Tensor:

@@ -12,18 +12,21 @@ import sys
 
 import numpy as np
 
-from marlin_ref.debugger import (SCALE_DTYPES, DebuggerError, describe_location, load_array, logical_scales,
-                                 logical_weight, save_arrays)
+from marlin_ref.debugger import (SCALE_DTYPES, DebuggerError, check_output_path, check_sizes, describe_location,
+                                 load_array, logical_scales, logical_weight, save_arrays)
 from marlin_ref.layout import SUPPORTED_NUM_BITS, TILE_N, show_tile
 
 
 def _locate(args) -> str:
-    size_n = args.size_n if args.size_n is not None else TILE_N * (args.n // TILE_N + 1)
+    size_n = args.size_n if args.size_n is not None else TILE_N * (max(args.n, 0) // TILE_N + 1)
     return describe_location(args.k, args.n, size_n=size_n, num_bits=args.num_bits, expert=args.expert,
                              size_k=args.size_k)
 
 
 def _unrepack(args) -> str:
+    check_sizes(args.size_k, args.size_n)
+    if args.out:
+        check_output_path(args.out)                   # before any work: refuse a suffix we cannot write
     q = load_array(args.weight, args.key)
     weight = logical_weight(q, args.size_k, args.size_n, args.num_bits)
     lines = [f"weight: {args.weight} int32{list(q.shape)} -> logical {weight.dtype}{list(weight.shape)} "
@@ -54,8 +57,15 @@ def _show_tile(args) -> str:
     return show_tile(args.num_bits, **kwargs)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (exit 2) instead of the usage block plus the error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m marlin_ref", description="Marlin FP8 layout debugger (spec §2.3).")
+    p = _OneLineParser(prog="python -m marlin_ref", description="Marlin FP8 layout debugger (spec §2.3).")
     sub = p.add_subparsers(dest="command", required=True)
 
     loc = sub.add_parser("locate", help="where a logical (expert, k, n) lands and which lane reads it")
@@ -90,11 +100,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Exit 0 with the answer on stdout, or 2 with exactly one line on stderr (bad options or files)."""
     args = parser().parse_args(argv)
     try:
         print(args.run(args))
-    except (DebuggerError, ValueError, TypeError) as exc:
-        print(f"python -m marlin_ref {args.command}: {exc}", file=sys.stderr)
+    except (DebuggerError, ValueError, TypeError, OSError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        where = f" {exc.filename}:" if isinstance(exc, OSError) and exc.filename else ""
+        print(f"python -m marlin_ref {args.command}:{where} {' '.join(detail.split())}", file=sys.stderr)
         return 2
     return 0
 

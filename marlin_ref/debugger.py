@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,9 @@ _ST_DTYPES = {"I32": np.dtype(np.int32), "U8": np.dtype(np.uint8), "I16": np.dty
               "F8_E4M3": E4M3, "F8_E8M0": E8M0}
 _ST_NAMES = {dtype: name for name, dtype in _ST_DTYPES.items()}
 _TORCH_DTYPES = {dtype.name: dtype for dtype in _ST_DTYPES.values()}     # "bfloat16", "float8_e4m3fn", ...
+LOAD_SUFFIXES = (".npy", ".npz", ".pt", ".pth", ".safetensors")
+NPY_MAGIC, ZIP_MAGIC, PICKLE_MAGIC = b"\x93NUMPY", b"PK", b"\x80"   # first bytes of .npy, .npz, a pickle
+SAVE_SUFFIXES = LOAD_SUFFIXES
 
 
 class DebuggerError(ValueError):
@@ -48,9 +52,30 @@ class DebuggerError(ValueError):
 
 # --- locate ----------------------------------------------------------------------------------------
 
+def _check_location(k: int, n: int, size_n: int, expert: int | None, size_k: int | None) -> None:
+    """The ranges `locate` cannot know: --k < --size-k when given, --expert >= 0 with --size-k (§2.14)."""
+    if k < 0 or n < 0:
+        raise DebuggerError(f"--k={k} and --n={n} must be >= 0")
+    if size_n <= 0 or size_n % TILE_N != 0:
+        raise DebuggerError(f"--size-n={size_n} must be a positive multiple of {TILE_N}")
+    if n >= size_n:
+        raise DebuggerError(f"--n={n} must be < --size-n={size_n}")
+    if size_k is not None:
+        if size_k <= 0 or size_k % TILE_K != 0:
+            raise DebuggerError(f"--size-k={size_k} must be a positive multiple of {TILE_K}")
+        if k >= size_k:
+            raise DebuggerError(f"--k={k} must be < --size-k={size_k}")
+    if expert is not None:
+        if size_k is None:
+            raise DebuggerError(f"--expert={expert} needs --size-k (the per-expert block size)")
+        if expert < 0:
+            raise DebuggerError(f"--expert={expert} must be >= 0")
+
+
 def describe_location(k: int, n: int, *, size_n: int, num_bits: int = 8, expert: int | None = None,
                       size_k: int | None = None) -> str:
     """Every place logical W[k, n] (of expert `expert`) occupies, in words."""
+    _check_location(k, n, size_n, expert, size_k)
     loc = locate(k, n, size_n=size_n, num_bits=num_bits)
     pf, unit = pack_factor(num_bits), ("byte" if num_bits == 8 else "nibble")
     words_per_row = size_n * TILE_K // pf
@@ -61,8 +86,6 @@ def describe_location(k: int, n: int, *, size_n: int, num_bits: int = 8, expert:
              f"  GPTQ-packed int32[K/{pf}, N]: word [{k // pf}, {n}] {unit} {k % pf}",
              f"  Marlin int32[K/16, {16 // pf}N]:    {where}"]
     if expert is not None:
-        if size_k is None:
-            raise DebuggerError(f"locate: --expert={expert} needs --size-k (the per-expert block size)")
         rows = size_k // TILE_K
         lines.append(f"  stacked [E, K/16, {16 // pf}N]: [{expert}, {loc.row}, {loc.word}] = flat int32 word "
                      f"{(expert * rows + loc.row) * words_per_row + loc.word}")
@@ -92,13 +115,15 @@ def _torch():
                             "(save the tensor with numpy.save as .npy instead)") from None
 
 
-def _from_torch(t) -> np.ndarray:
+def _from_torch(t, path: Path) -> np.ndarray:
     """A torch tensor as a NumPy array with the same bytes (float8/bfloat16 through an integer view)."""
     torch = _torch()
+    if not isinstance(t, torch.Tensor):
+        raise DebuggerError(f"{path}: holds a {type(t).__name__}, not a tensor")
     t = t.detach().cpu().contiguous()
     name = str(t.dtype).removeprefix("torch.")
     if name not in _TORCH_DTYPES:
-        raise DebuggerError(f"unsupported tensor dtype {t.dtype}")
+        raise DebuggerError(f"{path}: unsupported tensor dtype {t.dtype}")
     target = _TORCH_DTYPES[name]
     carrier = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[target.itemsize]
     return t.view(carrier).numpy().view(target)
@@ -132,35 +157,90 @@ def _read_safetensors(path: Path) -> dict:
         if info["dtype"] not in _ST_DTYPES:
             raise DebuggerError(f"{path}: tensor {name!r} has unsupported dtype {info['dtype']}")
         begin, end = info["data_offsets"]
+        if not 0 <= begin <= end <= len(data) - 8 - length:
+            raise DebuggerError(f"{path}: tensor {name!r} has data offsets {[begin, end]} outside the file")
         raw = np.frombuffer(data[8 + length + begin:8 + length + end], dtype=np.uint8)
         out[name] = raw.view(_ST_DTYPES[info["dtype"]]).reshape(info["shape"]).copy()
     return out
 
 
+def _read_numpy(path: Path, key: str | None) -> np.ndarray:
+    """.npy or .npz, never unpickling: a pickled object array is refused, not loaded."""
+    with open(path, "rb") as f:
+        magic = f.read(len(NPY_MAGIC))
+    if magic.startswith(PICKLE_MAGIC):
+        raise DebuggerError(f"{path}: is a pickle, which this tool never loads (save a plain numeric array)")
+    if not (magic == NPY_MAGIC or magic.startswith(ZIP_MAGIC)):
+        raise DebuggerError(f"{path}: not a readable .npy/.npz file (no NumPy or zip header)")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return loaded
+        with loaded:
+            return _pick({k: loaded[k] for k in loaded.files}, key, path)
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise DebuggerError(f"{path}: holds pickled Python objects, which this tool never loads "
+                                "(save a plain numeric array)") from None
+        raise DebuggerError(f"{path}: not a readable .npy/.npz file ({exc})") from None
+    except (EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise DebuggerError(f"{path}: not a readable .npy/.npz file ({type(exc).__name__}: {exc})") from None
+
+
 def load_array(path, key: str | None = None) -> np.ndarray:
-    """A tensor from .npy, .npz, .pt/.pth (torch, loaded with weights_only) or .safetensors."""
+    """A tensor from .npy, .npz, .pt/.pth (torch, loaded with weights_only) or .safetensors. Every failure
+    (missing, a directory, unreadable, corrupt, pickled, no such key) is a DebuggerError naming the file."""
     path = Path(path)
     if not path.exists():
         raise DebuggerError(f"{path}: no such file")
+    if path.is_dir():
+        raise DebuggerError(f"{path}: is a directory, not a tensor file")
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            return _pick({k: z[k] for k in z.files}, key, path)
-    if suffix == ".safetensors":
-        return _pick(_read_safetensors(path), key, path)
-    if suffix in (".pt", ".pth"):
-        obj = _torch().load(path, map_location="cpu", weights_only=True)
+    if suffix not in LOAD_SUFFIXES:
+        raise DebuggerError(f"{path}: unknown file type {suffix!r} (use .npy, .npz, .pt or .safetensors)")
+    try:
+        if suffix in (".npy", ".npz"):
+            return _read_numpy(path, key)
+        if suffix == ".safetensors":
+            try:
+                tensors = _read_safetensors(path)
+            except (struct.error, ValueError, KeyError, TypeError, AttributeError) as exc:
+                if isinstance(exc, DebuggerError):
+                    raise
+                raise DebuggerError(f"{path}: not a valid .safetensors file ({type(exc).__name__}: {exc})") from None
+            return _pick(tensors, key, path)
+        torch = _torch()
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt or unsafe file
+            message = str(exc).splitlines()[0] if str(exc) else ""
+            raise DebuggerError(f"{path}: not a loadable .pt file ({type(exc).__name__}: {message})") from None
         tensors = obj if isinstance(obj, dict) else {"tensor": obj}
-        return _from_torch(_pick(tensors, key, path))
-    raise DebuggerError(f"{path}: unknown file type {suffix!r} (use .npy, .npz, .pt or .safetensors)")
+        return _from_torch(_pick(tensors, key, path), path)
+    except OSError as exc:
+        raise DebuggerError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def check_output_path(path) -> Path:
+    """An --out path with a suffix save_arrays writes, in an existing directory."""
+    path = Path(path)
+    if path.suffix.lower() not in SAVE_SUFFIXES:
+        raise DebuggerError(f"--out {path}: unsupported suffix {path.suffix!r} (use .npz, .npy, .pt or "
+                            ".safetensors)")
+    if path.is_dir():
+        raise DebuggerError(f"--out {path}: is a directory")
+    if not path.parent.is_dir():
+        raise DebuggerError(f"--out {path}: directory {path.parent} does not exist")
+    return path
 
 
 def save_arrays(path, arrays: dict) -> list[Path]:
     """Write {name: array}: .npz (one file), .pt (torch dict), .safetensors, or .npy (one file per
-    array: PATH for the first, PATH with .<name>.npy for the others). Returns the files written."""
-    path = Path(path)
+    array: PATH for the first, PATH with .<name>.npy for the others). Returns the files written, each
+    exactly at the path named (np.save would append .npy to any other suffix, so none is accepted)."""
+    path = check_output_path(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":
         np.savez(path, **{k: _portable(v) for k, v in arrays.items()})
@@ -198,15 +278,35 @@ def _portable(a: np.ndarray) -> np.ndarray:
 
 # --- unrepack --------------------------------------------------------------------------------------
 
+def check_sizes(size_k: int, size_n: int) -> None:
+    """--size-k a positive multiple of 16, --size-n of 64: the Marlin tile (§2.3)."""
+    for option, value, multiple in (("--size-k", size_k, TILE_K), ("--size-n", size_n, TILE_N)):
+        if value <= 0 or value % multiple != 0:
+            raise DebuggerError(f"{option}={value} must be a positive multiple of {multiple}")
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """The same values in native byte order (a big-endian .npy loads as >i4, >f2, ...)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
+def _check_stack(what: str, a: np.ndarray, tail: tuple, layout: str) -> None:
+    """a is [*tail] or [E, *tail] with E >= 1."""
+    if a.ndim not in (2, 3) or a.shape[-2:] != tail or a.size == 0:
+        raise DebuggerError(f"{what} must be {layout} = {tail} (or [E, {layout[1:-1]}] for MoE), "
+                            f"got shape {a.shape}")
+
+
 def logical_weight(marlin_q_weight: np.ndarray, size_k: int, size_n: int, num_bits: int = 8) -> np.ndarray:
     """Marlin int32 [(E,) K/16, 16N/pf] -> logical [(E,) K, N] (fp8 codes as float8_e4m3fn for 8-bit,
     uint8 values for 4-bit). An act-order perm stays applied."""
-    q = np.asarray(marlin_q_weight)
+    check_sizes(size_k, size_n)
+    q = _native(np.asarray(marlin_q_weight))
     if q.dtype != np.int32:
-        if q.dtype.itemsize != 4:
-            raise DebuggerError(f"unrepack: the Marlin weight must hold int32 words, got dtype {q.dtype}")
-        q = q.view(np.int32)
-    experts = q.reshape((-1,) + q.shape[-2:]) if q.ndim == 3 else q[None]
+        raise DebuggerError(f"the Marlin weight must hold int32 words, got dtype {q.dtype.name}")
+    pf = pack_factor(num_bits)
+    _check_stack("the Marlin weight", q, (size_k // TILE_K, size_n * TILE_K // pf), f"[K/16, {16 // pf}N]")
+    experts = q.reshape((-1,) + q.shape[-2:])
     out = []
     for e in experts:
         gptq = gptq_marlin_unrepack(np.ascontiguousarray(e), size_k, size_n, num_bits)      # [K/pf, N]
@@ -220,37 +320,56 @@ def logical_weight(marlin_q_weight: np.ndarray, size_k: int, size_n: int, num_bi
     return stacked if q.ndim == 3 else stacked[0]
 
 
+# raw integer carriers a scale file may hold the bytes of a 16-bit or e8m0 format in
+_RAW_CARRIERS = {2: (np.dtype(np.uint16), np.dtype(np.int16)), 1: (np.dtype(np.uint8), np.dtype(np.int8))}
+
+
 def _scale_dtype(s: np.ndarray, dtype: str | None) -> np.dtype:
     if dtype is not None:
         if dtype not in SCALE_DTYPES:
-            raise DebuggerError(f"unrepack: --dtype={dtype!r} must be one of {sorted(SCALE_DTYPES)}")
-        return np.dtype(SCALE_DTYPES[dtype])
+            raise DebuggerError(f"--dtype={dtype!r} must be one of {sorted(SCALE_DTYPES)}")
+        target = np.dtype(SCALE_DTYPES[dtype])
+        raw = s.dtype in _RAW_CARRIERS.get(target.itemsize, ()) or (s.dtype.kind == "V" and
+                                                                   s.dtype.itemsize == target.itemsize)
+        if s.dtype != target and not raw:
+            raise DebuggerError(f"scales of dtype {s.dtype.name} cannot be read as --dtype {dtype} "
+                                f"(only raw {target.itemsize}-byte values or {target.name} itself)")
+        return target
     if s.dtype in (FP16, BF16, E8M0):
         return s.dtype
     if s.dtype == np.uint8:
         return E8M0
-    raise DebuggerError(f"unrepack: cannot tell the scale format from dtype {s.dtype} (a .npy of bfloat16 "
+    raise DebuggerError(f"cannot tell the scale format from dtype {s.dtype} (a .npy of bfloat16 "
                         "loads as raw 2-byte values): pass --dtype bf16, fp16 or e8m0")
 
 
 def logical_scales(scales: np.ndarray, size_k: int, size_n: int, dtype: str | None = None) -> np.ndarray:
     """Kernel scales [(E,) G, N] -> logical [(E,) G, N]: fp16/bf16 unpermuted and unfused (÷2^β), e8m0
     un-reordered, unpermuted and decoded to float32 (byte 0 -> 2^-127, 255 -> NaN, as torch)."""
-    s = np.asarray(scales)
+    check_sizes(size_k, size_n)
+    s = _native(np.asarray(scales))
     target = _scale_dtype(s, dtype)
-    if s.dtype != target:
-        if s.dtype.itemsize != target.itemsize:
-            raise DebuggerError(f"unrepack: scales of dtype {s.dtype} cannot be read as {target}")
-        s = s.view(target)
-    grids = s.reshape((-1,) + s.shape[-2:]) if s.ndim == 3 else s[None]
+    s = s.view(target)
+    if s.ndim not in (2, 3) or s.shape[-1] != size_n or s.size == 0:
+        raise DebuggerError(f"scales must be [G, N] (or [E, G, N]) with N = --size-n {size_n}, "
+                            f"got shape {s.shape}")
+    groups = s.shape[-2]
+    if target == E8M0:
+        if groups != size_k // MX_BLOCK or groups < 2:
+            raise DebuggerError(f"e8m0 scales must have G = size_k/{MX_BLOCK} = {size_k // MX_BLOCK} "
+                                f"(>= 2) rows for --size-k {size_k}, got shape {s.shape}")
+        group_size = MX_BLOCK
+    else:
+        group_size = -1 if groups == 1 else size_k // groups
+        if groups != 1 and (groups * group_size != size_k or group_size not in (32, 64, 128)):
+            raise DebuggerError(f"scales with G={groups} rows give group_size = {size_k}/{groups}; "
+                                f"it must be 32, 64 or 128 (or G = 1, channel-wise)")
     out = []
-    for g in grids:
-        groups = g.shape[0]
+    for g in s.reshape((-1,) + s.shape[-2:]):
         if target == E8M0:
             floats = mxfp8_marlin_unprocess_scales(g, dtype="float32")                      # [G, N] permuted
-            out.append(marlin_unpermute_scales(floats, size_k, size_n, MX_BLOCK))
+            out.append(marlin_unpermute_scales(floats, size_k, size_n, group_size))
         else:
-            group_size = -1 if groups == 1 else size_k // groups
             out.append(fp8_unfuse_exponent_bias_from_scales(marlin_unpermute_scales(g, size_k, size_n, group_size)))
     stacked = np.stack(out)
     return stacked if s.ndim == 3 else stacked[0]

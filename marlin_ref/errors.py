@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import numbers
 
+import ml_dtypes
 import numpy as np
+
+# real-valued element types a float argument (values, activations, a bound's inputs) may have
+FLOAT_DTYPES = tuple(np.dtype(d) for d in (np.float16, ml_dtypes.bfloat16, np.float32, np.float64))
 
 
 def check_array(fn: str, name: str, a) -> np.ndarray:
@@ -31,6 +35,13 @@ def check_int(fn: str, name: str, value) -> int:
     return int(value)
 
 
+def check_bool(fn: str, name: str, value) -> bool:
+    """A Python bool or numpy.bool_ (a string such as "False" would otherwise count as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{fn}: {name} must be a bool, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
 def check_positive(fn: str, name: str, value) -> int:
     value = check_int(fn, name, value)
     if value <= 0:
@@ -38,10 +49,11 @@ def check_positive(fn: str, name: str, value) -> int:
     return value
 
 
-def check_multiple(fn: str, name: str, value, multiple: int) -> int:
+def check_multiple(fn: str, name: str, value, multiple: int, why: str = "") -> int:
     value = check_int(fn, name, value)
     if value % multiple != 0:
-        raise ValueError(f"{fn}: {name}={value} must be a multiple of {multiple}")
+        because = f" ({why})" if why else ""
+        raise ValueError(f"{fn}: {name}={value} must be a multiple of {multiple}{because}")
     return value
 
 
@@ -67,11 +79,34 @@ def check_shape(fn: str, name: str, a: np.ndarray, shape: tuple, why: str = "") 
     return a
 
 
+def check_nonempty(fn: str, name: str, a: np.ndarray) -> np.ndarray:
+    if a.size == 0:
+        raise ValueError(f"{fn}: {name} must not be empty, got shape {a.shape}")
+    return a
+
+
 def check_dtype(fn: str, name: str, a: np.ndarray, allowed) -> np.ndarray:
-    """`allowed`: a list of dtypes (anything np.dtype() accepts)."""
+    """`allowed`: a list of dtypes (anything np.dtype() accepts), in native byte order.
+
+    >>> check_dtype("f", "q", np.zeros(2, ">i4"), [np.int32])
+    Traceback (most recent call last):
+    ...
+    TypeError: f: q must have native byte order, got big-endian int32 (>i4); convert it with .astype('int32')
+    """
     check_array(fn, name, a)
     allowed = [np.dtype(d) for d in allowed]
     if a.dtype not in allowed:
+        native = a.dtype.newbyteorder("=")
+        if native != a.dtype and native in allowed:   # same type, other byte order: the name alone would not say
+            order = "big-endian" if a.dtype.byteorder == ">" else "little-endian"
+            raise TypeError(f"{fn}: {name} must have native byte order, got {order} {a.dtype.name} "
+                            f"({a.dtype.str}); convert it with .astype({native.name!r})")
         names = ", ".join(d.name for d in allowed)
         raise TypeError(f"{fn}: {name} must have dtype in [{names}], got {a.dtype.name}")
     return a
+
+
+def check_float_array(fn: str, name: str, a, rank: int | None = None) -> np.ndarray:
+    """A real float array (float16, bfloat16, float32 or float64), of the given rank if one is given."""
+    check_dtype(fn, name, a, FLOAT_DTYPES)
+    return a if rank is None else check_rank(fn, name, a, rank)

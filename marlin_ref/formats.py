@@ -37,10 +37,12 @@ Encoder rules (measured with ml_dtypes 0.6 and torch 2.13 CPU, pinned by tests/t
 
 from __future__ import annotations
 
+import numbers
+
 import ml_dtypes
 import numpy as np
 
-from marlin_ref.errors import check_array
+from marlin_ref.errors import FLOAT_DTYPES, check_array, check_bool
 
 # --- float8_e4m3fn (§1) ---
 E4M3_EXP_BITS = 4
@@ -72,25 +74,26 @@ _FORMAT = {
 _ML_FLOATS = {BF16, E4M3, E8M0, np.dtype(ml_dtypes.float8_e5m2)}
 
 
-def as_activation_dtype(d) -> np.dtype:
+def as_activation_dtype(dtype, fn: str = "as_activation_dtype", name: str = "dtype") -> np.dtype:
     """Normalise an activation dtype: "float16"/"fp16"/np.float16 or "bfloat16"/"bf16"/ml_dtypes.bfloat16.
+    `fn` and `name` are the caller and its argument, for the message.
 
     >>> as_activation_dtype("bf16")
     dtype(bfloat16)
     """
-    if isinstance(d, str):
-        if d in _DTYPE_NAMES:
-            return _DTYPE_NAMES[d]
-    elif d is not None:
+    if isinstance(dtype, str):
+        if dtype in _DTYPE_NAMES:
+            return _DTYPE_NAMES[dtype]
+    elif dtype is not None:
         try:
-            dt = np.dtype(d)
-        except TypeError:
+            dt = np.dtype(dtype)
+        except (TypeError, ValueError):
             dt = None
         if dt in (FP16, BF16):
             return dt
     raise ValueError(
-        f"as_activation_dtype: dtype must be float16 or bfloat16 "
-        f"('float16', 'fp16', 'bfloat16', 'bf16', np.float16, ml_dtypes.bfloat16), got {d!r}")
+        f"{fn}: {name} must be float16 or bfloat16 "
+        f"('float16', 'fp16', 'bfloat16', 'bf16', np.float16, ml_dtypes.bfloat16), got {dtype!r}")
 
 
 def exponent_bias_of(dtype) -> int:
@@ -99,31 +102,34 @@ def exponent_bias_of(dtype) -> int:
     >>> exponent_bias_of("float16"), exponent_bias_of("bfloat16")
     (8, 120)
     """
-    exp_bits = _FORMAT[as_activation_dtype(dtype)][0]
+    exp_bits = _FORMAT[as_activation_dtype(dtype, "exponent_bias_of")][0]
     return 2 ** (exp_bits - 1) - 2 ** (E4M3_EXP_BITS - 1)
 
 
-def _codes(fn: str, a, allowed: np.dtype) -> np.ndarray:
-    check_array(fn, "codes", a)
+def _codes(fn: str, name: str, a, allowed: np.dtype) -> np.ndarray:
+    check_array(fn, name, a)
     if a.dtype == allowed or a.dtype == np.uint8:
         return a.view(np.uint8)
-    raise TypeError(f"{fn}: codes must have dtype {allowed.name} or uint8, got {a.dtype.name}")
+    raise TypeError(f"{fn}: {name} must have dtype {allowed.name} or uint8, got {a.dtype.name}")
 
 
-def as_fp8_codes(a) -> np.ndarray:
+def as_fp8_codes(a, fn: str = "as_fp8_codes", name: str = "codes") -> np.ndarray:
     """float8_e4m3fn or uint8 array -> uint8 view of the same bytes (no copy, no value cast)."""
-    return _codes("as_fp8_codes", a, E4M3)
+    return _codes(fn, name, a, E4M3)
 
 
-def as_e8m0_codes(a) -> np.ndarray:
+def as_e8m0_codes(a, fn: str = "as_e8m0_codes", name: str = "codes") -> np.ndarray:
     """float8_e8m0fnu or uint8 array -> uint8 view of the same bytes (no copy, no value cast)."""
-    return _codes("as_e8m0_codes", a, E8M0)
+    return _codes(fn, name, a, E8M0)
 
 
-def _as_float64(fn: str, values) -> np.ndarray:
-    a = np.asarray(values)
-    if a.dtype.kind not in "fiu" and a.dtype not in _ML_FLOATS:
-        raise TypeError(f"{fn}: values must be real numbers, got dtype {a.dtype.name}")
+def _as_float64(fn: str, name: str, values) -> np.ndarray:
+    """An array (or NumPy scalar) of an integer or float16/bfloat16/float32/float64 dtype, as float64.
+    Lists are refused: we never guess a dtype."""
+    a = np.asarray(values) if isinstance(values, np.generic) else check_array(fn, name, values)
+    if not (a.dtype in FLOAT_DTYPES or (a.dtype.kind in "iu" and a.dtype.isnative)):
+        raise TypeError(f"{fn}: {name} must be real numbers (an integer, float16, bfloat16, float32 or "
+                        f"float64 array in native byte order), got dtype {a.dtype.name} ({a.dtype.str})")
     with np.errstate(invalid="ignore"):   # signalling NaN payloads warn; they stay NaN
         return a.astype(np.float64)       # exact for every accepted dtype (int64 beyond 2^53 aside)
 
@@ -134,7 +140,10 @@ def decode_e4m3(codes, *, nan_as: float | None = None) -> np.ndarray:
     nan_as: None keeps NaN for 0x7F/0xFF (negative NaN for 0xFF, as ml_dtypes/torch); a number v gives +v for 0x7F and -v for 0xFF (the kernel
     reads NaN codes as +-480, §3.1/§3.4: pass ``nan_as=KERNEL_E4M3_NAN_VALUE``).
     """
-    c = as_fp8_codes(codes)
+    fn = "decode_e4m3"
+    c = as_fp8_codes(codes, fn)
+    if nan_as is not None and (isinstance(nan_as, (bool, np.bool_)) or not isinstance(nan_as, numbers.Real)):
+        raise TypeError(f"{fn}: nan_as must be None or a real number, got {nan_as!r} ({type(nan_as).__name__})")
     sign = np.where(c & E4M3_SIGN_BIT, -1.0, 1.0)
     e = (c >> E4M3_MANT_BITS) & 0xF                                  # biased exponent E
     m = (c & 0x7).astype(np.float64)                                 # mantissa m
@@ -151,7 +160,8 @@ def encode_e4m3(values, *, saturate: bool = False) -> np.ndarray:
     Overflow (magnitude rounding above 448, and +-inf): NaN with the input's sign (ml_dtypes), or
     +-448 with ``saturate=True`` (torch 2.13). NaN -> 0x7F / 0xFF (sign kept, as both libraries do).
     """
-    x = np.ascontiguousarray(_as_float64("encode_e4m3", values))
+    saturate = check_bool("encode_e4m3", "saturate", saturate)
+    x = np.ascontiguousarray(_as_float64("encode_e4m3", "values", values))
     bits = x.view(np.uint64)
     sign = (bits >> np.uint64(63)).astype(np.uint8)
     exp_field = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64)
@@ -181,7 +191,8 @@ def decode_e8m0(codes, *, kernel_faithful: bool = False) -> np.ndarray:
 
     kernel_faithful=True gives what the MXFP8 GEMM's bit trick produces (§3.1): 0 -> 0.0, 255 -> +inf.
     """
-    b = as_e8m0_codes(codes)
+    b = as_e8m0_codes(codes, "decode_e8m0")
+    kernel_faithful = check_bool("decode_e8m0", "kernel_faithful", kernel_faithful)
     value = np.ldexp(1.0, b.astype(np.int64) - E8M0_BIAS)
     if kernel_faithful:
         return np.where(b == 0, 0.0, np.where(b == E8M0_NAN_CODE, np.inf, value))
@@ -195,7 +206,7 @@ def encode_e8m0(values) -> np.ndarray:
     >>> encode_e8m0(np.array([1.0, 1.5, 1.4999, 0.0, -4.0, np.inf]))
     array([127, 128, 127,   0, 129, 255], dtype=uint8)
     """
-    f32 = np.ascontiguousarray(_as_float64("encode_e8m0", values).astype(np.float32))
+    f32 = np.ascontiguousarray(_as_float64("encode_e8m0", "values", values).astype(np.float32))
     bits = f32.view(np.uint32)
     exponent = ((bits >> 23) & 0xFF).astype(np.int64)       # the sign bit is ignored
     guard = (bits >> 22) & 1                                  # first bit below the implicit 1
@@ -217,8 +228,8 @@ def round_to_dtype(x, dtype) -> np.ndarray:
     >>> round_to_dtype(np.array([1 + 2**-8 + 2**-30, 255.5]), "bf16")
     array([  1.0078125, 256.       ])
     """
-    _, mant_bits, min_normal_exp, max_finite = _FORMAT[as_activation_dtype(dtype)]
-    v = _as_float64("round_to_dtype", x)
+    _, mant_bits, min_normal_exp, max_finite = _FORMAT[as_activation_dtype(dtype, "round_to_dtype")]
+    v = _as_float64("round_to_dtype", "x", x)
     with np.errstate(invalid="ignore", over="ignore"):
         _, frexp_exp = np.frexp(v)                            # v = f * 2^frexp_exp, f in [0.5, 1)
         quantum_exp = np.maximum(frexp_exp - 1, min_normal_exp) - mant_bits

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from marlin_ref.errors import (check_array, check_dtype, check_multiple, check_one_of, check_rank,
-                               check_shape)
+from marlin_ref.errors import (check_array, check_dtype, check_multiple, check_one_of, check_positive,
+                               check_rank, check_shape)
 from marlin_ref.layout import (SUPPORTED_NUM_BITS, TILE_K, TILE_N, TILE_SLOTS, WEIGHT_INTERLEAVE,
                                pack_factor, weight_read_order)
 
@@ -34,10 +34,8 @@ from marlin_ref.layout import (SUPPORTED_NUM_BITS, TILE_K, TILE_N, TILE_SLOTS, W
 def check_tile_sizes(fn, num_bits, size_k, size_n):
     """num_bits in {4, 8}; size_k a positive multiple of 16, size_n of 64 (§2.3 host checks)."""
     num_bits = check_one_of(fn, "num_bits", num_bits, SUPPORTED_NUM_BITS)
-    size_k = check_multiple(fn, "size_k", size_k, TILE_K)
-    size_n = check_multiple(fn, "size_n", size_n, TILE_N)
-    if size_k <= 0 or size_n <= 0:
-        raise ValueError(f"{fn}: size_k={size_k} and size_n={size_n} must be positive")
+    size_k = check_multiple(fn, "size_k", check_positive(fn, "size_k", size_k), TILE_K)
+    size_n = check_multiple(fn, "size_n", check_positive(fn, "size_n", size_n), TILE_N)
     return num_bits, size_k, size_n
 
 

@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from marlin_ref.errors import check_int, check_multiple, check_one_of
+from marlin_ref.errors import check_bool, check_int, check_multiple, check_one_of, check_positive
 
 TILE_K = 16                 # k extent of one mma.m16n8k16 B fragment; one Marlin row per 16-row k slab
 TILE_N = 64                 # columns of one warp tile (4 blocks of 16); one tile = one contiguous block
@@ -111,7 +111,7 @@ def locate(k: int, n: int, *, size_n: int, num_bits: int = 8) -> WeightLocation:
     """
     fn = "locate"
     num_bits = check_one_of(fn, "num_bits", num_bits, SUPPORTED_NUM_BITS)
-    size_n = check_multiple(fn, "size_n", size_n, TILE_N)
+    size_n = check_multiple(fn, "size_n", check_positive(fn, "size_n", size_n), TILE_N)
     k, n = check_int(fn, "k", k), check_int(fn, "n", n)
     if k < 0:
         raise ValueError(f"{fn}: k={k} must be >= 0")
@@ -155,6 +155,7 @@ def locate_scale(n: int, *, grouped: bool, mx: bool = False) -> ScaleLocation:
     """
     fn = "locate_scale"
     n = check_int(fn, "n", n)
+    grouped, mx = check_bool(fn, "grouped", grouped), check_bool(fn, "mx", mx)
     if n < 0:
         raise ValueError(f"{fn}: n={n} must be >= 0")
     if mx and not grouped:
@@ -174,17 +175,29 @@ def locate_scale(n: int, *, grouped: bool, mx: bool = False) -> ScaleLocation:
     return ScaleLocation(nt, position, TILE_N * nt + position, lanes)
 
 
+def _tile_indices(fn: str, name: str, item: str, values, extent: int) -> tuple[int, ...]:
+    """A non-empty sequence of integers in [0, extent): the rows (k) or columns (n) of one 16x64 tile."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{fn}: {name} must be a sequence of integers, got {values!r}")
+    values = tuple(check_int(fn, item, v) for v in values)
+    if not values:
+        raise ValueError(f"{fn}: {name} must not be empty")
+    for v in values:
+        if not 0 <= v < extent:
+            raise ValueError(f"{fn}: {item}={v} must be in [0, {extent})")
+    return values
+
+
 def show_tile(num_bits: int = 8, k_rows=(0, 1, 2, 8, 9), n_cols=(0, 1, 2, 3, 8, 16), *,
               cell: str = "fragment") -> str:
     """A table of (k, n) -> "T<lane>:<fragment element>" (cell="fragment", the same for 4 and 8 bit),
     or -> "<int32 column>.<slot>" in the Marlin row (cell="storage", depends on num_bits)."""
     fn = "show_tile"
     num_bits = check_one_of(fn, "num_bits", num_bits, SUPPORTED_NUM_BITS)
-    if cell not in ("fragment", "storage"):
+    if not isinstance(cell, str) or cell not in ("fragment", "storage"):
         raise ValueError(f"{fn}: cell={cell!r} must be 'fragment' or 'storage'")
-    for k in k_rows:
-        if not 0 <= check_int(fn, "k", k) < TILE_K:
-            raise ValueError(f"{fn}: k={k} must be in [0, {TILE_K})")
+    k_rows = _tile_indices(fn, "k_rows", "k", k_rows, TILE_K)
+    n_cols = _tile_indices(fn, "n_cols", "n", n_cols, TILE_N)
     if cell == "fragment":
         title = "lane:element of the B fragment (element 0,1 = register 0 lo,hi; 2,3 = register 1 lo,hi)"
     else:

@@ -26,65 +26,132 @@ from __future__ import annotations
 
 import numpy as np
 
-from marlin_ref.errors import check_array, check_dtype, check_rank, check_shape
-from marlin_ref.formats import (BF16, E8M0, FP16, KERNEL_E4M3_NAN_VALUE, as_e8m0_codes, as_fp8_codes,
+from marlin_ref.errors import (FLOAT_DTYPES, check_array, check_bool, check_dtype, check_float_array, check_multiple,
+                               check_nonempty, check_positive, check_rank, check_shape)
+from marlin_ref.formats import (BF16, E8M0, FP16, KERNEL_E4M3_NAN_VALUE, as_activation_dtype, as_fp8_codes,
                                 decode_e4m3, decode_e8m0, encode_e8m0, exponent_bias_of, round_to_dtype)
 from marlin_ref.gptq_marlin_repack import gptq_marlin_unrepack
 from marlin_ref.marlin_permute_bias import marlin_unpermute_bias
 from marlin_ref.marlin_permute_scales import marlin_unpermute_scales
 from marlin_ref.mxfp8_marlin_process_scales import mxfp8_marlin_unprocess_scales
 from marlin_ref.pack_fp8_to_int32 import unpack_fp8_from_int32
-from marlin_ref.prepare_fp8_layer_for_marlin import activation_dtype
+from marlin_ref.layout import MX_BLOCK, TILE_K, TILE_N
 
 FP8_NUM_BITS = 8
+FP8_GROUP = 128                         # the only grouped FP8 kernel (group_blocks = 8, §4.2)
+MX_MIN_GROUPS = 2                       # one e8m0 group would take the single permutation in the prep (§2.4)
 FP32_SUBNORMAL_GRID = 2.0 ** -149       # smallest fp32 subnormal: truncated products land on this grid
 FP32_MIN_NORMAL = 2.0 ** -126
 
 
-def _weight_codes(fn, b_q_weight, size_k, size_n) -> np.ndarray:
+# --- validation: every public function checks its arguments here, up front, under its own name ---------
+
+def _check_sizes(fn, size_k, size_n) -> tuple[int, int]:
+    """size_k a positive multiple of 16, size_n of 64: whole Marlin tiles (§2.3)."""
+    size_k = check_multiple(fn, "size_k", check_positive(fn, "size_k", size_k), TILE_K)
+    size_n = check_multiple(fn, "size_n", check_positive(fn, "size_n", size_n), TILE_N)
+    return size_k, size_n
+
+
+def _check_weight(fn, b_q_weight, size_k, size_n, experts: int | None = None) -> None:
+    """int32 Marlin words [K/16, 4N], or [E, K/16, 4N] when experts is given."""
     check_dtype(fn, "b_q_weight", b_q_weight, [np.int32])
-    check_shape(fn, "b_q_weight", b_q_weight, (size_k // 16, 4 * size_n), "[size_k/16, 4·size_n]")
+    shape, layout = (size_k // TILE_K, 4 * size_n), "[size_k/16, 4·size_n]"
+    if experts is not None:
+        shape, layout = (experts,) + shape, "[E, size_k/16, 4·size_n]"
+    check_shape(fn, "b_q_weight", b_q_weight, shape, layout)
+
+
+def _scale_scheme(fn, b_scales, size_k, size_n, dtype, experts: int | None = None) -> tuple[str, int]:
+    """(scheme, group_size) the kernel takes from b_scales [G, N] ([E, G, N] with experts), §3.2 / §4.1:
+    "A" channel-wise (G = 1), "B" group 128, "C" e8m0 group 32 (bf16 only, G = K/32 >= 2)."""
+    check_array(fn, "b_scales", b_scales)
+    lead = () if experts is None else (experts,)
+    if b_scales.ndim != len(lead) + 2 or b_scales.shape[:len(lead)] != lead or b_scales.shape[-1] != size_n \
+            or b_scales.shape[-2] == 0:
+        layout = "[G, size_n]" if experts is None else f"[E={experts}, G, size_n]"
+        raise ValueError(f"{fn}: b_scales must be {layout} with size_n={size_n} and G >= 1, got shape "
+                         f"{b_scales.shape}")
+    groups = b_scales.shape[-2]
+    if b_scales.dtype in (E8M0, np.dtype(np.uint8)):
+        if dtype != BF16:
+            raise ValueError(f"{fn}: e8m0 scales (MXFP8) need dtype bfloat16; no fp16 MXFP8 kernel "
+                             f"exists (spec §2.10, §4.2), got {dtype.name}")
+        if size_k % MX_BLOCK != 0 or groups != size_k // MX_BLOCK or groups < MX_MIN_GROUPS:
+            raise ValueError(f"{fn}: e8m0 b_scales has G={groups} rows; MXFP8 needs G = size_k/{MX_BLOCK} >= "
+                             f"{MX_MIN_GROUPS} (size_k={size_k}; one group would take the single permutation, "
+                             f"spec §2.4)")
+        return "C", MX_BLOCK
+    check_dtype(fn, "b_scales", b_scales, [dtype])
+    if groups == 1:
+        return "A", -1
+    if size_k != FP8_GROUP * groups:
+        raise ValueError(f"{fn}: b_scales has G={groups} rows, so group_size = size_k/G = {size_k}/{groups}; "
+                         f"FP8 Marlin supports only channel-wise (G=1) or group_size {FP8_GROUP} (spec §4.2)")
+    return "B", FP8_GROUP
+
+
+def _check_activations(fn, a, size_k: int) -> np.dtype:
+    """a [M, size_k] in fp16 / bf16; returns its dtype (= the output dtype)."""
+    check_dtype(fn, "a", a, [FP16, BF16])
+    if a.ndim != 2 or a.shape[1] != size_k:
+        raise ValueError(f"{fn}: a must be [M, size_k={size_k}], got shape {a.shape}")
+    return a.dtype
+
+
+def _check_bias(fn, name, bias, shape: tuple, dtypes) -> np.ndarray | None:
+    """None, or an array of one of `dtypes` with exactly `shape` (no broadcasting)."""
+    if bias is None:
+        return None
+    check_dtype(fn, name, bias, dtypes)
+    return check_shape(fn, name, bias, shape)
+
+
+def _check_hot(fn, hot, size_k: int) -> np.ndarray:
+    """Row indices of the one-hot activations: a non-empty 1-D list or array of integers in [0, size_k)."""
+    hot = np.asarray(hot)
+    if hot.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: hot must hold integers (column indices), got dtype {hot.dtype.name}")
+    if hot.ndim != 1 or hot.size == 0:
+        raise ValueError(f"{fn}: hot must be a non-empty 1-D sequence of indices, got shape {hot.shape}")
+    if hot.min() < 0 or hot.max() >= size_k:
+        raise ValueError(f"{fn}: hot must lie in [0, size_k={size_k}), got values in [{hot.min()}, {hot.max()}]")
+    return hot.astype(np.int64)
+
+
+# --- the computation (inputs already checked) --------------------------------------------------------
+
+def _weight_values(b_q_weight, size_k, size_n) -> np.ndarray:
+    """u = dec(W) float64 [K, N] with the NaN codes read as ±480 (§3.1)."""
     gptq = gptq_marlin_unrepack(b_q_weight, size_k, size_n, FP8_NUM_BITS)          # [K/4, N]
-    return as_fp8_codes(unpack_fp8_from_int32(gptq, size_k_first=True))            # [K, N] uint8
-
-
-def _group_size(fn, b_scales, size_k, size_n) -> int:
-    check_rank(fn, "b_scales", b_scales, 2)
-    groups = b_scales.shape[0]
-    if b_scales.shape[1] != size_n or groups == 0 or size_k % groups != 0:
-        raise ValueError(f"{fn}: b_scales must be [G, size_n={size_n}] with size_k={size_k} a multiple "
-                         f"of G, got shape {b_scales.shape}")
-    return -1 if groups == 1 else size_k // groups
+    codes = as_fp8_codes(unpack_fp8_from_int32(gptq, size_k_first=True))           # [K, N] uint8
+    return decode_e4m3(codes, nan_as=KERNEL_E4M3_NAN_VALUE)
 
 
 def _expand_groups(s: np.ndarray, size_k: int) -> np.ndarray:
     return np.repeat(s, size_k // s.shape[0], axis=0)                              # [K, N]
 
 
-def _fp8_parts(fn, b_q_weight, b_scales, size_k, size_n, dtype):
-    """(u [K, N] float64 with NaN -> ±480, per-k scale [K, N] float64, scheme "A" | "B" | "C")."""
-    u = decode_e4m3(_weight_codes(fn, b_q_weight, size_k, size_n), nan_as=KERNEL_E4M3_NAN_VALUE)
-    group = _group_size(fn, b_scales, size_k, size_n)
-    if b_scales.dtype in (E8M0, np.dtype(np.uint8)):
-        if dtype != BF16:
-            raise ValueError(f"{fn}: e8m0 scales (MXFP8) need dtype bfloat16; no fp16 MXFP8 kernel "
-                             f"exists (spec §2.10, §4.2), got {dtype.name}")
+def _scales_per_k(b_scales, scheme, group, size_k, size_n, dtype) -> np.ndarray:
+    """The multiplier of every weight, float64 [K, N]: S = F·2^-β for 16-bit scales, μ_b with the
+    kernel's b = 0 -> 0, b = 255 -> +inf for e8m0 (§3.1)."""
+    if scheme == "C":
         floats = mxfp8_marlin_unprocess_scales(b_scales.view(E8M0), dtype="float32")
         codes = encode_e8m0(marlin_unpermute_scales(floats, size_k, size_n, group))   # exact round trip (§1)
-        mu = decode_e8m0(codes, kernel_faithful=True)                               # 0 -> 0, 255 -> inf
-        return u, _expand_groups(mu, size_k), "C"
-    check_dtype(fn, "b_scales", b_scales, [dtype])
+        return _expand_groups(decode_e8m0(codes, kernel_faithful=True), size_k)     # 0 -> 0, 255 -> inf
     fused = marlin_unpermute_scales(b_scales, size_k, size_n, group).astype(np.float64)
-    s = np.ldexp(fused, -exponent_bias_of(dtype))     # S = F·2^-β, exactly as the kernel applies F
-    return u, _expand_groups(s, size_k), ("A" if group == -1 else "B")
+    return _expand_groups(np.ldexp(fused, -exponent_bias_of(dtype)), size_k)      # S = F·2^-β, exact
 
 
 def dequantize_marlin_weight(b_q_weight, b_scales, size_k, size_n, *, dtype) -> np.ndarray:
     """Marlin tensors -> W_eff float64 [K, N] by the per-scheme rule of the card (§3.6)."""
     fn = "dequantize_marlin_weight"
-    dtype = activation_dtype(fn, dtype)
-    u, s, scheme = _fp8_parts(fn, check_array(fn, "b_q_weight", b_q_weight),
-                              check_array(fn, "b_scales", b_scales), size_k, size_n, dtype)
+    dtype = as_activation_dtype(dtype, fn)
+    size_k, size_n = _check_sizes(fn, size_k, size_n)
+    _check_weight(fn, b_q_weight, size_k, size_n)
+    scheme, group = _scale_scheme(fn, b_scales, size_k, size_n, dtype)
+    u = _weight_values(b_q_weight, size_k, size_n)
+    s = _scales_per_k(b_scales, scheme, group, size_k, size_n, dtype)
     with np.errstate(invalid="ignore"):                 # 0·inf = NaN is the kernel's answer too
         w = u * s
     return w if scheme == "A" else round_to_dtype(w, dtype)
@@ -110,14 +177,26 @@ def _truncated_products_sum(x, u, s) -> np.ndarray:
     return 0.0 + p.sum(axis=1) * s[0]                                               # [M, N]
 
 
-def _check_activations(fn, a) -> np.ndarray:
-    check_dtype(fn, "a", a, [FP16, BF16])
-    return check_rank(fn, "a", a, 2)
-
-
 def add_bias_in_dtype(out: np.ndarray, bias, dtype) -> np.ndarray:
     """RT(out + b): the kernel's half2 add of the logical bias to the already-rounded output (§3.2)."""
     return out if bias is None else round_to_dtype(out + bias.astype(np.float64), dtype)
+
+
+def _gemm(a, b_q_weight, b_scales, b_bias, size_k, size_n, scheme, group, truncate) -> np.ndarray:
+    """The dense GEMM of the card on checked inputs, in a's dtype."""
+    dtype = a.dtype
+    u = _weight_values(b_q_weight, size_k, size_n)
+    s = _scales_per_k(b_scales, scheme, group, size_k, size_n, dtype)
+    x = a.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if scheme == "A" and truncate and dtype == BF16:
+            acc = _truncated_products_sum(x, u, s)
+        elif scheme == "A":
+            acc = ieee_matmul(x, u) * s[0]           # Σ x·u first, then × S (the kernel's acc·F order)
+        else:
+            acc = ieee_matmul(x, round_to_dtype(u * s, dtype))
+    bias = None if b_bias is None else marlin_unpermute_bias(b_bias)
+    return add_bias_in_dtype(round_to_dtype(acc, dtype), bias, dtype).astype(dtype)
 
 
 def marlin_gemm_reference(a, b_q_weight, b_scales, b_bias, *, size_n, size_k,
@@ -130,47 +209,40 @@ def marlin_gemm_reference(a, b_q_weight, b_scales, b_bias, *, size_n, size_k,
     product). It changes nothing for fp16 or the grouped/MX schemes.
     """
     fn = "marlin_gemm_reference"
-    dtype = _check_activations(fn, check_array(fn, "a", a)).dtype
-    check_array(fn, "b_q_weight", b_q_weight)
-    u, s, scheme = _fp8_parts(fn, b_q_weight, check_array(fn, "b_scales", b_scales), size_k, size_n, dtype)
-    if a.shape[1] != size_k:
-        raise ValueError(f"{fn}: a must be [M, size_k={size_k}], got shape {a.shape}")
-    x = a.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        if scheme == "A" and truncate_fp32_subnormal_products and dtype == BF16:
-            acc = _truncated_products_sum(x, u, s)
-        elif scheme == "A":
-            acc = ieee_matmul(x, u) * s[0]           # Σ x·u first, then × S (the kernel's acc·F order)
-        else:
-            acc = ieee_matmul(x, round_to_dtype(u * s, dtype))
-    bias = None
-    if b_bias is not None:
-        check_dtype(fn, "b_bias", b_bias, [dtype])
-        check_shape(fn, "b_bias", b_bias, (size_n,))
-        bias = marlin_unpermute_bias(b_bias)
-    return add_bias_in_dtype(round_to_dtype(acc, dtype), bias, dtype).astype(dtype)
+    size_k, size_n = _check_sizes(fn, size_k, size_n)
+    dtype = _check_activations(fn, a, size_k)
+    _check_weight(fn, b_q_weight, size_k, size_n)
+    scheme, group = _scale_scheme(fn, b_scales, size_k, size_n, dtype)
+    _check_bias(fn, "b_bias", b_bias, (size_n,), [dtype])
+    truncate = check_bool(fn, "truncate_fp32_subnormal_products", truncate_fp32_subnormal_products)
+    return _gemm(a, b_q_weight, b_scales, b_bias, size_k, size_n, scheme, group, truncate)
 
 
 def gemm_math_reference(x, weight_fp8_kn, scales_logical_gn, bias=None) -> np.ndarray:
     """The plain mathematical product x @ (dec(W)·S) (+ bias) in float64: nothing rounded, NaN codes stay
     NaN, scales used as given (logical order, unfused, G rows each covering K/G consecutive k)."""
     fn = "gemm_math_reference"
-    check_rank(fn, "x", check_array(fn, "x", x), 2)
-    check_rank(fn, "weight_fp8_kn", check_array(fn, "weight_fp8_kn", weight_fp8_kn), 2)
-    size_k, size_n = weight_fp8_kn.shape
-    s = check_rank(fn, "scales_logical_gn", check_array(fn, "scales_logical_gn", scales_logical_gn), 2)
-    _group_size(fn, s, size_k, size_n)
+    check_float_array(fn, "x", x, 2)
+    codes = check_rank(fn, "weight_fp8_kn", as_fp8_codes(weight_fp8_kn, fn, "weight_fp8_kn"), 2)
+    size_k, size_n = codes.shape
+    s = check_float_array(fn, "scales_logical_gn", scales_logical_gn, 2)
+    if s.shape[1] != size_n or s.shape[0] == 0 or size_k % s.shape[0] != 0:
+        raise ValueError(f"{fn}: scales_logical_gn must be [G, N={size_n}] with K={size_k} a multiple of G, "
+                         f"got shape {s.shape}")
     if x.shape[1] != size_k:
         raise ValueError(f"{fn}: x must be [M, K={size_k}], got shape {x.shape}")
-    w = decode_e4m3(as_fp8_codes(weight_fp8_kn)) * _expand_groups(s.astype(np.float64), size_k)
+    _check_bias(fn, "bias", bias, (size_n,), FLOAT_DTYPES)
+    w = decode_e4m3(codes) * _expand_groups(s.astype(np.float64), size_k)
     out = ieee_matmul(x.astype(np.float64), w)
-    return out if bias is None else out + np.asarray(bias).astype(np.float64)
+    return out if bias is None else out + bias.astype(np.float64)
 
 
 def one_hot_activations(hot, size_k, dtype) -> np.ndarray:
     """[M, K] activations with a single 1.0 per row, at column hot[m] (§3.6 bit-exact layout test)."""
-    hot = np.asarray(hot, dtype=np.int64)
-    x = np.zeros((hot.size, size_k), dtype=activation_dtype("one_hot_activations", dtype))
+    fn = "one_hot_activations"
+    dtype = as_activation_dtype(dtype, fn)
+    hot = _check_hot(fn, hot, check_positive(fn, "size_k", size_k))
+    x = np.zeros((hot.size, size_k), dtype=dtype)
     x[np.arange(hot.size), hot] = 1.0
     return x
 
@@ -183,10 +255,13 @@ def one_hot_expected(w_eff, dtype, *, hot=None, bias=None) -> np.ndarray:
     order): RT(RT(W_eff) + b). Not for an infinite channel-wise scale (every output non-finite, §3.7).
     """
     fn = "one_hot_expected"
-    dtype = activation_dtype(fn, dtype)
-    w = check_rank(fn, "w_eff", check_array(fn, "w_eff", w_eff), 2).astype(np.float64)
-    hot = np.arange(w.shape[0]) if hot is None else np.asarray(hot, dtype=np.int64)
-    acc = ieee_matmul(one_hot_activations(hot, w.shape[0], "float16").astype(np.float64), w)
+    dtype = as_activation_dtype(dtype, fn)
+    w = check_nonempty(fn, "w_eff", check_float_array(fn, "w_eff", w_eff, 2)).astype(np.float64)
+    hot = np.arange(w.shape[0]) if hot is None else _check_hot(fn, hot, w.shape[0])
+    _check_bias(fn, "bias", bias, (w.shape[1],), FLOAT_DTYPES)
+    x = np.zeros((hot.size, w.shape[0]))
+    x[np.arange(hot.size), hot] = 1.0
+    acc = ieee_matmul(x, w)
     return add_bias_in_dtype(round_to_dtype(acc, dtype), bias, dtype).astype(dtype)
 
 
@@ -200,25 +275,32 @@ def marlin_moe_gemm_reference(a, b_q_weight, b_scales, b_bias, *, topk_ids, size
     Returns [M·top_k, N] in a's dtype.
     """
     fn = "marlin_moe_gemm_reference"
-    dtype = _check_activations(fn, check_array(fn, "a", a)).dtype
-    ids = check_rank(fn, "topk_ids", check_array(fn, "topk_ids", topk_ids), 2)
-    num_experts = check_rank(fn, "b_q_weight", check_array(fn, "b_q_weight", b_q_weight), 3).shape[0]
-    if ids.dtype.kind not in "iu" or ids.shape[0] != a.shape[0] or ids.size == 0:
-        raise ValueError(f"{fn}: topk_ids must be an integer [M={a.shape[0]}, top_k] array, got "
-                         f"{ids.dtype.name} {ids.shape}")
+    size_k, size_n = _check_sizes(fn, size_k, size_n)
+    dtype = _check_activations(fn, a, size_k)
+    check_dtype(fn, "b_q_weight", b_q_weight, [np.int32])
+    num_experts = check_rank(fn, "b_q_weight", b_q_weight, 3).shape[0]
+    _check_weight(fn, b_q_weight, size_k, size_n, experts=num_experts)
+    scheme, group = _scale_scheme(fn, b_scales, size_k, size_n, dtype, experts=num_experts)
+    _check_bias(fn, "b_bias", b_bias, (num_experts, size_n), [dtype])
+    ids = check_array(fn, "topk_ids", topk_ids)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: topk_ids must have an integer dtype, got {ids.dtype.name}")
+    if ids.ndim != 2 or ids.shape[0] != a.shape[0] or ids.size == 0:
+        raise ValueError(f"{fn}: topk_ids must be [M={a.shape[0]}, top_k] with top_k >= 1, got shape {ids.shape}")
     if ids.min() < 0 or ids.max() >= num_experts:
         raise ValueError(f"{fn}: topk_ids must lie in [0, {num_experts}), got [{ids.min()}, {ids.max()}]")
+    if check_bool(fn, "mul_topk_weights", mul_topk_weights):
+        check_shape(fn, "topk_weights", check_float_array(fn, "topk_weights", topk_weights), ids.shape,
+                    "[M, top_k], like topk_ids")
     top_k = ids.shape[1]
     out = np.zeros((a.shape[0] * top_k, size_n), dtype=dtype)
     for e in np.unique(ids):
         m, j = np.nonzero(ids == e)
         bias = None if b_bias is None else b_bias[e]
-        out[m * top_k + j] = marlin_gemm_reference(a[m], b_q_weight[e], b_scales[e], bias,
-                                                   size_n=size_n, size_k=size_k)
+        out[m * top_k + j] = _gemm(a[m], b_q_weight[e], b_scales[e], bias, size_k, size_n, scheme, group, False)
     if not mul_topk_weights:
         return out
-    w = check_shape(fn, "topk_weights", check_array(fn, "topk_weights", topk_weights), ids.shape)
-    w = round_to_dtype(w.astype(np.float64), dtype).reshape(-1, 1)                  # [M·top_k, 1]
+    w = round_to_dtype(topk_weights.astype(np.float64), dtype).reshape(-1, 1)       # [M·top_k, 1]
     return round_to_dtype(out.astype(np.float64) * w, dtype).astype(dtype)
 
 
@@ -236,7 +318,7 @@ def dtype_ulp(magnitude, dtype) -> np.ndarray:
     >>> dtype_ulp(np.array([1.0, 1.5, 0.0, 2.0 ** -30]), "fp16").tolist()
     [0.0009765625, 0.0009765625, 5.960464477539063e-08, 5.960464477539063e-08]
     """
-    mant_bits, min_exp, _ = _DTYPE_ULP_PARAMS[activation_dtype("dtype_ulp", dtype)]
+    mant_bits, min_exp, _ = _DTYPE_ULP_PARAMS[as_activation_dtype(dtype, "dtype_ulp")]
     v = np.abs(np.asarray(magnitude, dtype=np.float64))
     _, e = np.frexp(v)                                  # v = f·2^e, f in [0.5, 1): ⌊log2 v⌋ = e - 1
     e = np.where(v == 0, min_exp + 1, e)                # frexp(0) gives e = 0; zero is in the lowest binade
@@ -244,6 +326,21 @@ def dtype_ulp(magnitude, dtype) -> np.ndarray:
 
 
 FP32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_product(fn, a, w_eff, channel_scales) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(a, w_eff, S_n) as float64: a [M, K] and w_eff [K, N] float arrays sharing K, channel_scales None or
+    the logical channel-wise scales [N] (or [1, N])."""
+    x = check_float_array(fn, "a", a, 2).astype(np.float64)
+    w = check_float_array(fn, "w_eff", w_eff, 2).astype(np.float64)
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"{fn}: a [M, K] and w_eff [K, N] must share K, got {x.shape} and {w.shape}")
+    if channel_scales is None:
+        return x, w, None
+    s = check_float_array(fn, "channel_scales", channel_scales)
+    if s.shape not in ((w.shape[1],), (1, w.shape[1])):
+        raise ValueError(f"{fn}: channel_scales must be [N] (or [1, N]) with N={w.shape[1]}, got shape {s.shape}")
+    return x, w, s.astype(np.float64).reshape(-1)
 
 
 def fp32_accumulator_may_overflow(a, w_eff, *, channel_scales=None) -> np.ndarray:
@@ -261,12 +358,11 @@ def fp32_accumulator_may_overflow(a, w_eff, *, channel_scales=None) -> np.ndarra
     >>> fp32_accumulator_may_overflow(np.array([[2.0, -2.0]]), np.array([[2e38], [3e38]]))
     array([[ True]])
     """
-    x = np.abs(np.asarray(a, dtype=np.float64))
-    w = np.abs(np.asarray(w_eff, dtype=np.float64))
-    if channel_scales is not None:
+    x, w, s_n = _check_product("fp32_accumulator_may_overflow", a, w_eff, channel_scales)
+    if s_n is not None:
         return np.zeros((x.shape[0], w.shape[1]), dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
-        return ~(ieee_matmul(x, w) < FP32_MAX)
+        return ~(ieee_matmul(np.abs(x), np.abs(w)) < FP32_MAX)
 
 
 def marlin_gemm_error_bound(a, w_eff, dtype, bias=None, *, channel_scales=None) -> np.ndarray:
@@ -291,25 +387,22 @@ def marlin_gemm_error_bound(a, w_eff, dtype, bias=None, *, channel_scales=None) 
     reductions and atomics are not covered (§3.6 adds (#slices)·ulp for those).
     """
     fn = "marlin_gemm_error_bound"
-    dtype = activation_dtype(fn, dtype)
-    x = check_rank(fn, "a", check_array(fn, "a", a), 2).astype(np.float64)
-    w = check_rank(fn, "w_eff", check_array(fn, "w_eff", w_eff), 2).astype(np.float64)
-    if x.shape[1] != w.shape[0]:
-        raise ValueError(f"{fn}: a [M, K] and w_eff [K, N] must share K, got {x.shape} and {w.shape}")
+    dtype = as_activation_dtype(dtype, fn)
+    x, w, s_n = _check_product(fn, a, w_eff, channel_scales)
+    _check_bias(fn, "bias", bias, (w.shape[1],), FLOAT_DTYPES)
     size_k = w.shape[0]
     gamma = size_k * FP32_UNIT_ROUNDOFF / (1.0 - size_k * FP32_UNIT_ROUNDOFF)
     with np.errstate(invalid="ignore", over="ignore"):
         ref = ieee_matmul(x, w)
         floor_units = np.ones(w.shape[1])
-        if channel_scales is not None:
-            s_n = np.asarray(channel_scales, dtype=np.float64).reshape(-1)                # [N]
+        if s_n is not None:
             f = np.abs(s_n) * 2.0 ** exponent_bias_of(dtype)                           # |F_n|
             floor_units = np.maximum(1.0, f)
         err = gamma * ieee_matmul(np.abs(x), np.abs(w)) + size_k * FP32_SUBNORMAL_GRID * floor_units
         h1 = 0.5 * dtype_ulp(np.abs(ref) + err, dtype)
         bound, reach = h1 + err, np.abs(ref) + err
         if bias is not None:
-            ref_b = ref + np.asarray(bias, dtype=np.float64)
+            ref_b = ref + bias.astype(np.float64)
             bound = bound + 0.5 * dtype_ulp(np.abs(ref_b) + h1 + err, dtype)
             reach = np.maximum(reach, np.abs(ref_b) + h1 + err)
             ref = ref_b

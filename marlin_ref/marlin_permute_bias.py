@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from marlin_ref.errors import check_array
+from marlin_ref.errors import check_array, check_nonempty
 from marlin_ref.layout import SINGLE_PERM_CHUNK
 from marlin_ref.marlin_permute_scales import single_scale_order
 
@@ -26,6 +26,7 @@ def _chunks(fn: str, bias) -> np.ndarray:
     check_array(fn, "bias", bias)
     if bias.ndim < 1:
         raise ValueError(f"{fn}: bias must have at least 1 dimension, got shape {bias.shape}")
+    check_nonempty(fn, "bias", bias)
     if bias.size % SINGLE_PERM_CHUNK != 0:
         raise ValueError(f"{fn}: bias.size={bias.size} must be a multiple of {SINGLE_PERM_CHUNK} "
                          f"(shape {bias.shape})")

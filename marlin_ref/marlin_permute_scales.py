@@ -18,6 +18,9 @@ Layout card
     >>> marlin_permute_scales(row, 128, 64, 128)[0, :10]        # single: K == block_k (G = 1)
     array([ 0,  1,  8,  9, 16, 17, 24, 25,  2,  3])
 
+group_size is one of vLLM's MARLIN_SUPPORTED_GROUP_SIZES, or equal to size_k for any size_k (one group: the
+single permutation, exactly the channel-wise result; vLLM accepts it, §9).
+
 The kernel picks its path from G (G > 1 -> grouped) while this picks it from group_size < size_k;
 they agree iff G*group_size == size_k, so that is checked (a wrong size_k silently switches the
 permutation in vLLM, PR #50196).
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from marlin_ref.errors import check_multiple, check_one_of, check_positive, check_rank
+from marlin_ref.errors import check_int, check_multiple, check_positive, check_rank
 from marlin_ref.layout import GROUPED_PERM_CHUNK, N8, SINGLE_PERM_CHUNK, THREADS_PER_GROUP
 
 SUPPORTED_GROUP_SIZES = (-1, 32, 64, 128)   # vLLM MARLIN_SUPPORTED_GROUP_SIZES (§2.13); -1 = channel-wise
@@ -46,23 +49,33 @@ def single_scale_order() -> np.ndarray:
     return columns.transpose(1, 0, 2).reshape(SINGLE_PERM_CHUNK)              # [q, jj, e] -> 32
 
 
+def check_group_size(fn: str, size_k, group_size) -> tuple[int, int]:
+    """(size_k, group_size): size_k positive; group_size one of vLLM's sizes, or size_k itself (one group
+    spanning K: vLLM takes the single permutation and the kernel sees G = 1, channel-wise, §2.4, §9)."""
+    size_k = check_positive(fn, "size_k", size_k)
+    group_size = check_int(fn, "group_size", group_size)
+    if group_size not in SUPPORTED_GROUP_SIZES and group_size != size_k:
+        raise ValueError(f"{fn}: group_size={group_size} must be one of {list(SUPPORTED_GROUP_SIZES)} "
+                         f"or equal size_k={size_k} (a single group)")
+    return size_k, group_size
+
+
 def uses_grouped_scale_permutation(size_k, group_size) -> bool:
     """True iff the 64-entry grouped permutation applies: group_size != -1 and group_size < size_k.
 
     >>> uses_grouped_scale_permutation(4096, 128), uses_grouped_scale_permutation(128, 128)
     (True, False)
+    >>> uses_grouped_scale_permutation(384, 384)        # one group of any size: single (§9)
+    False
     """
-    fn = "uses_grouped_scale_permutation"
-    group_size = check_one_of(fn, "group_size", group_size, SUPPORTED_GROUP_SIZES)
-    size_k = check_positive(fn, "size_k", size_k)
+    size_k, group_size = check_group_size("uses_grouped_scale_permutation", size_k, group_size)
     return group_size != -1 and group_size < size_k
 
 
 def _check(fn, s, size_k, size_n, group_size) -> np.ndarray:
     """Validate and return the chunk order (grouped or single)."""
     check_rank(fn, "s", s, 2)
-    group_size = check_one_of(fn, "group_size", group_size, SUPPORTED_GROUP_SIZES)
-    size_k = check_positive(fn, "size_k", size_k)
+    size_k, group_size = check_group_size(fn, size_k, group_size)
     size_n = check_positive(fn, "size_n", size_n)
     if s.shape[1] != size_n:
         raise ValueError(f"{fn}: s must have size_n={size_n} columns, got shape {s.shape}")
@@ -72,7 +85,7 @@ def _check(fn, s, size_k, size_n, group_size) -> np.ndarray:
     if group_size != -1 and num_groups * group_size != size_k:
         raise ValueError(f"{fn}: s rows * group_size must equal size_k={size_k} "
                          f"(G*group_size == size_k), got G={num_groups}, group_size={group_size}")
-    grouped = uses_grouped_scale_permutation(size_k, group_size)
+    grouped = group_size != -1 and group_size < size_k
     chunk = GROUPED_PERM_CHUNK if grouped else SINGLE_PERM_CHUNK
     check_multiple(fn, "size_n", size_n, chunk)
     return grouped_scale_order() if grouped else single_scale_order()

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from marlin_ref.errors import check_dtype, check_multiple, check_rank
+from marlin_ref.errors import check_dtype, check_multiple, check_nonempty, check_rank
 from marlin_ref.formats import (BF16, E8M0, E8M0_BIAS, FP16, as_activation_dtype, as_e8m0_codes,
                                 decode_e8m0, encode_e8m0, round_to_dtype)
 from marlin_ref.layout import GROUPED_PERM_CHUNK
@@ -48,9 +48,8 @@ def _reorder_quadruples(a: np.ndarray) -> np.ndarray:
 def mxfp8_marlin_process_scales(ms) -> np.ndarray:
     """float [G, N] grouped-permuted powers of two -> float8_e8m0fnu [G, N] in kernel order."""
     fn = "mxfp8_marlin_process_scales"
-    check_rank(fn, "ms", ms, 2)
-    check_dtype(fn, "ms", ms, _FLOAT_INPUTS)
-    check_multiple(fn, "size_n", ms.shape[1], GROUPED_PERM_CHUNK)
+    check_nonempty(fn, "ms", check_rank(fn, "ms", check_dtype(fn, "ms", ms, _FLOAT_INPUTS), 2))
+    check_multiple(fn, "size_n", ms.shape[1], GROUPED_PERM_CHUNK, f"ms has shape {ms.shape}")
     v = ms.astype(np.float64)
     mantissa, exp = np.frexp(v)                                  # v = mantissa * 2^exp
     power_of_two = (np.abs(mantissa) == 0.5) & (v > 0) & (exp - 1 >= -E8M0_BIAS) & (exp - 1 <= E8M0_BIAS)
@@ -69,7 +68,7 @@ def _float_dtype(fn: str, dtype) -> np.dtype:
         try:
             if np.dtype(dtype) in (np.float32, np.float64):
                 return np.dtype(dtype)
-        except TypeError:
+        except (TypeError, ValueError):
             pass
     try:
         return as_activation_dtype(dtype)
@@ -85,11 +84,10 @@ def mxfp8_marlin_unprocess_scales(e8m0, dtype="float32") -> np.ndarray:
     2^16.. to inf, the §2.10 hazard).
     """
     fn = "mxfp8_marlin_unprocess_scales"
-    check_rank(fn, "e8m0", e8m0, 2)
-    check_dtype(fn, "e8m0", e8m0, [E8M0, np.uint8])
-    check_multiple(fn, "size_n", e8m0.shape[1], GROUPED_PERM_CHUNK)
+    check_nonempty(fn, "e8m0", check_rank(fn, "e8m0", check_dtype(fn, "e8m0", e8m0, [E8M0, np.uint8]), 2))
+    check_multiple(fn, "size_n", e8m0.shape[1], GROUPED_PERM_CHUNK, f"e8m0 has shape {e8m0.shape}")
     out_dtype = _float_dtype(fn, dtype)
-    values = decode_e8m0(_reorder_quadruples(as_e8m0_codes(e8m0)))
+    values = decode_e8m0(_reorder_quadruples(as_e8m0_codes(e8m0, fn, "e8m0")))
     if out_dtype in (FP16, BF16):
         values = round_to_dtype(values, out_dtype)
     return values.astype(out_dtype)

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from marlin_ref.errors import check_array, check_int, check_one_of, check_positive
+from marlin_ref.errors import check_array, check_dtype, check_int, check_one_of, check_positive
 
 N_ALIGN_NARROW = 64    # GPTQ_MARLIN_MIN_THREAD_N: thread_n >= 64
 K_ALIGN_WIDE = 128     # GPTQ_MARLIN_MIN_THREAD_K for the (n % 64, k % 128) family
@@ -88,7 +88,7 @@ def _zero_pad(x: np.ndarray, pads: list[int]) -> np.ndarray:
 def marlin_pad_qweight(qweight, size_n, size_k, padded_n, padded_k) -> np.ndarray:
     """Zero-pad a GPTQ-packed weight int32 [K/pf, N] to [padded_k/pf, padded_n] (right and bottom)."""
     fn = "marlin_pad_qweight"
-    check_array(fn, "qweight", qweight)
+    check_dtype(fn, "qweight", qweight, [np.int32])
     n, k = check_positive(fn, "size_n", size_n), check_positive(fn, "size_k", size_k)
     pn, pk = check_int(fn, "padded_n", padded_n), check_int(fn, "padded_k", padded_k)
     _check_padded(fn, "n", n, pn)
@@ -98,15 +98,17 @@ def marlin_pad_qweight(qweight, size_n, size_k, padded_n, padded_k) -> np.ndarra
                          f"size_n={n}, got shape {qweight.shape}")
     pack_factor = k // qweight.shape[0]
     if (pk - k) % pack_factor != 0:
-        raise ValueError(f"{fn}: padded_k - size_k = {pk - k} must be a multiple of the pack factor "
+        raise ValueError(f"{fn}: padded_k={pk} minus size_k={k} must be a multiple of the pack factor "
                          f"{pack_factor}")
     return _zero_pad(qweight, [(pk - k) // pack_factor, pn - n])
 
 
 def marlin_pad_scales(scales, size_n, size_k, padded_n, padded_k, group_size) -> np.ndarray:
-    """Zero-pad scales [G, N] to [padded_k/group_size (or G when group_size == -1), padded_n].
+    """Zero-pad scales [G, N] to [padded_k/group_size (or 1 when group_size == -1), padded_n].
 
-    Call before marlin_permute_scales and pass it the padded extents. Any dtype (raw e8m0 bytes too).
+    G must be exactly ⌈size_k/group_size⌉ (1 for channel-wise): one scale row per group of real K rows, so
+    only padded rows get the zero scale. Call before marlin_permute_scales and pass it the padded extents.
+    Any dtype (raw e8m0 bytes too).
     """
     fn = "marlin_pad_scales"
     check_array(fn, "scales", scales)
@@ -117,22 +119,24 @@ def marlin_pad_scales(scales, size_n, size_k, padded_n, padded_k, group_size) ->
     _check_padded(fn, "k", k, pk)
     if scales.ndim != 2 or scales.shape[1] != n:
         raise ValueError(f"{fn}: scales must be 2-D [G, size_n={n}], got shape {scales.shape}")
-    rows = scales.shape[0]
+    groups, rows = scales.shape[0], 1
     if group_size != -1:
         if pk % g != 0:
             raise ValueError(f"{fn}: padded_k={pk} must be a multiple of group_size={g}")
         rows = pk // g
-        if rows < scales.shape[0]:
-            raise ValueError(f"{fn}: scales has {scales.shape[0]} groups, more than "
-                             f"padded_k/group_size = {rows}")
-    return _zero_pad(scales, [rows - scales.shape[0], pn - n])
+    want = 1 if group_size == -1 else -(-k // g)                  # ⌈size_k / group_size⌉
+    if groups != want:
+        which = "fewer" if groups < want else "more"
+        raise ValueError(f"{fn}: scales must have one row per group, ⌈size_k/group_size⌉ = {want} for "
+                         f"size_k={k}, group_size={group_size}; got G={groups}, {which} than {want} groups")
+    return _zero_pad(scales, [rows - groups, pn - n])
 
 
 def marlin_pad_dim(x, size, padded) -> np.ndarray:
     """Zero-pad the last dim of `x` from `size` to `padded` (activations along K, bias along N)."""
     fn = "marlin_pad_dim"
     check_array(fn, "x", x)
-    size, padded = check_int(fn, "size", size), check_int(fn, "padded", padded)
+    size, padded = check_positive(fn, "size", size), check_int(fn, "padded", padded)
     if x.ndim == 0 or x.shape[-1] != size:
         raise ValueError(f"{fn}: x's last dim must be size={size}, got shape {x.shape}")
     if padded < size:
@@ -160,7 +164,7 @@ def marlin_repacked_nk(qweight, num_bits) -> tuple[int, int]:
     (128, 128)
     """
     fn = "marlin_repacked_nk"
-    check_array(fn, "qweight", qweight)
+    check_dtype(fn, "qweight", qweight, [np.int32])
     num_bits = check_one_of(fn, "num_bits", num_bits, (4, 8))
     if qweight.ndim < 2:
         raise ValueError(f"{fn}: qweight must be at least 2-D [K/16, N·16/pf], got shape {qweight.shape}")

@@ -35,13 +35,13 @@ from typing import NamedTuple
 import numpy as np
 
 from marlin_ref.errors import check_array
+from marlin_ref.formats import as_activation_dtype
 from marlin_ref.fp8_fused_exponent_bias_into_scales import fp8_fused_exponent_bias_into_scales
 from marlin_ref.marlin_permute_scales import marlin_permute_scales
 from marlin_ref.padding import marlin_moe_padded_intermediate
-from marlin_ref.prepare_fp8_layer_for_marlin import (activation_dtype, check_fp8_kernel_group,
-                                                     check_fp8_weight, permutation_group, prepare_bias,
-                                                     repack_fp8_weight)
-from marlin_ref.scale_schemes import check_block_size, convert_fp8_moe_scales
+from marlin_ref.prepare_fp8_layer_for_marlin import (check_fp8_kernel_group, check_fp8_weight, permutation_group,
+                                                     prepare_bias, repack_fp8_weight)
+from marlin_ref.scale_schemes import check_block_size, fp8_moe_scale_grid
 
 MOE_HIDDEN_ALIGN = 128     # check_moe_marlin_supports_config: hidden_size % 128 == 0
 GATED_SHARDS = 2           # w13 = [gate | up]
@@ -93,7 +93,7 @@ def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype
                                      w13_bias=None, w2_bias=None) -> MarlinMoeLayer:
     """MoE FP8 prep (§2.9 steps 1-5 with padding); see the module card."""
     fn = "prepare_fp8_moe_layer_for_marlin"
-    dtype = activation_dtype(fn, orig_dtype)
+    dtype = as_activation_dtype(orig_dtype, fn, "orig_dtype")
     group_size = -1
     if weight_block_size is not None:
         block_n, group_size = check_block_size(fn, weight_block_size)
@@ -101,6 +101,9 @@ def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype
     if weight_block_size is not None and n % block_n != 0:
         raise ValueError(f"{fn}: intermediate_size={n} must be a multiple of block_n={block_n} so the "
                          f"fused gate|up block grid lines up with the 2n columns (spec §6.1 item 11)")
+    for name, b, layout, shape in (("w13_bias", w13_bias, "[E, 2n]", (e, 2 * n)), ("w2_bias", w2_bias, "[E, k]", (e, k))):
+        if b is not None and check_array(fn, name, b).shape != shape:
+            raise ValueError(f"{fn}: {name} must have shape {layout} = {shape}, got {b.shape}")
     pn = marlin_moe_padded_intermediate(n, group_size)
     check_fp8_kernel_group(fn, group_size, k)
     check_fp8_kernel_group(fn, group_size, pn)
@@ -110,10 +113,10 @@ def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype
     w13_q = np.stack([repack_fp8_weight(fn, w13_p[x], 2 * pn, k) for x in range(e)])   # [E, k/16, 8pn]
     w2_q = np.stack([repack_fp8_weight(fn, w2_p[x], k, pn) for x in range(e)])         # [E, pn/16, 4k]
 
-    s13 = convert_fp8_moe_scales(w13_scale, num_experts=e, size_n=2 * n, size_k=k, orig_dtype=dtype,
-                                 weight_block_size=weight_block_size)              # [E, G13, 2n]
-    s2 = convert_fp8_moe_scales(w2_scale, num_experts=e, size_n=k, size_k=n, orig_dtype=dtype,
-                                weight_block_size=weight_block_size)               # [E, G2, k]
+    s13 = fp8_moe_scale_grid(fn, "w13_scale", w13_scale, num_experts=e, size_n=2 * n, size_k=k, dtype=dtype,
+                             weight_block_size=weight_block_size)                  # [E, G13, 2n]
+    s2 = fp8_moe_scale_grid(fn, "w2_scale", w2_scale, num_experts=e, size_n=k, size_k=n, dtype=dtype,
+                            weight_block_size=weight_block_size)                   # [E, G2, k]
     s13 = pad_shards(s13, GATED_SHARDS, n, pn, axis=2)                             # [E, G13, 2pn]
     if group_size > 0:
         extra = np.zeros((e, (pn - n) // group_size, k), dtype=s2.dtype)
@@ -124,15 +127,9 @@ def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype
 
     b13 = b2 = None
     if w13_bias is not None:
-        check_array(fn, "w13_bias", w13_bias)
-        if w13_bias.shape != (e, 2 * n):
-            raise ValueError(f"{fn}: w13_bias must have shape [E, 2n] = {(e, 2 * n)}, got {w13_bias.shape}")
         padded = pad_shards(w13_bias, GATED_SHARDS, n, pn, axis=1)                 # [E, 2pn]
-        b13 = prepare_bias(fn, padded, 2 * pn, 2 * pn, dtype)
+        b13 = prepare_bias(fn, padded, 2 * pn, 2 * pn, dtype, "w13_bias")
     if w2_bias is not None:
-        check_array(fn, "w2_bias", w2_bias)
-        if w2_bias.shape != (e, k):
-            raise ValueError(f"{fn}: w2_bias must have shape [E, k] = {(e, k)}, got {w2_bias.shape}")
-        b2 = prepare_bias(fn, w2_bias, k, k, dtype)
+        b2 = prepare_bias(fn, w2_bias, k, k, dtype, "w2_bias")
     return MarlinMoeLayer(w13_q, w2_q, fp8_fused_exponent_bias_into_scales(s13),
                           fp8_fused_exponent_bias_into_scales(s2), b13, b2, e, k, n, pn, group_size)

@@ -26,30 +26,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from marlin_ref.errors import check_array, check_dtype
-from marlin_ref.formats import BF16, E8M0
+from marlin_ref.errors import check_multiple, check_shape
+from marlin_ref.formats import BF16, as_e8m0_codes
 from marlin_ref.layout import MX_BLOCK
 from marlin_ref.marlin_permute_scales import marlin_permute_scales
 from marlin_ref.mxfp8_marlin_process_scales import mxfp8_marlin_process_scales
 from marlin_ref.padding import marlin_pad_scales, marlin_padded_nk
 from marlin_ref.prepare_fp8_layer_for_marlin import (MarlinLayer, check_fp8_weight, prepare_bias,
                                                      repack_fp8_weight)
-from marlin_ref.scale_schemes import mxfp8_scales_to_float
+from marlin_ref.scale_schemes import e8m0_bytes_to_float, intermediate_float_dtype
 
 MXFP8_ACTIVATION_DTYPE = BF16   # MXFP8 Marlin kernels exist for bf16 activations only (§4.2)
 
 
-def check_mx_size_k(fn: str, name: str, size_k: int) -> None:
-    if size_k % MX_BLOCK != 0:
-        raise ValueError(f"{fn}: {name}={size_k} must be a multiple of {MX_BLOCK} "
-                         f"(one e8m0 scale per {MX_BLOCK} weights along K)")
+def check_mx_size_k(fn: str, name: str, size_k: int, why: str = "") -> None:
+    check_multiple(fn, name, size_k, MX_BLOCK,
+                   f"one e8m0 scale per {MX_BLOCK} weights along K" + (f"; {why}" if why else ""))
 
 
 def mx_scales_to_marlin(scale_nk: np.ndarray, size_k: int, padded_n: int, padded_k: int,
-                        intermediate_dtype) -> np.ndarray:
+                        intermediate_dtype: np.dtype) -> np.ndarray:
     """uint8 [N', K/32] (N' <= padded_n) -> e8m0 [padded_k/32, padded_n] (§2.10 step 2)."""
     size_n = scale_nk.shape[0]
-    s = mxfp8_scales_to_float(scale_nk, intermediate_dtype=intermediate_dtype).T      # [K/32, N]
+    s = e8m0_bytes_to_float(scale_nk, intermediate_dtype).T                         # [K/32, N]
     s = marlin_pad_scales(s, size_n, size_k, padded_n, padded_k, MX_BLOCK)            # [pk/32, pn]
     s = marlin_permute_scales(s, padded_k, padded_n, MX_BLOCK)
     return mxfp8_marlin_process_scales(s)
@@ -61,16 +60,17 @@ def prepare_mxfp8_layer_for_marlin(weight, weight_scale, *, bias=None,
     fn = "prepare_mxfp8_layer_for_marlin"
     check_fp8_weight(fn, "weight", weight, 2)
     size_n, size_k = weight.shape                                                    # [N, K]
-    check_mx_size_k(fn, "size_k", size_k)
-    check_dtype(fn, "weight_scale", weight_scale, [np.uint8, E8M0])
+    check_mx_size_k(fn, "size_k", size_k, f"weight has shape {weight.shape}")
+    codes = as_e8m0_codes(weight_scale, fn, "weight_scale")
     groups = size_k // MX_BLOCK
-    if weight_scale.ndim != 2 or weight_scale.shape[0] < size_n or weight_scale.shape[1] < groups:
+    if codes.ndim != 2 or codes.shape[0] < size_n or codes.shape[1] < groups:
         raise ValueError(f"{fn}: weight_scale must be 2-D with at least [N, K/32] = {(size_n, groups)}, "
                          f"got {weight_scale.shape}")
+    dtype = intermediate_float_dtype(fn, intermediate_dtype)
+    if bias is not None:
+        check_shape(fn, "bias", bias, (size_n,), f"[size_n={size_n}]")
     padded_n, padded_k = marlin_padded_nk(size_n, size_k, MX_BLOCK)
     qweight = repack_fp8_weight(fn, weight, padded_n, padded_k)
-    scales = mx_scales_to_marlin(weight_scale[:size_n, :groups], size_k, padded_n, padded_k,
-                                 intermediate_dtype)
-    out_bias = None if bias is None else prepare_bias(fn, check_array(fn, "bias", bias), size_n,
-                                                      padded_n, MXFP8_ACTIVATION_DTYPE)
+    scales = mx_scales_to_marlin(codes[:size_n, :groups], size_k, padded_n, padded_k, dtype)   # sliced, §2.10
+    out_bias = None if bias is None else prepare_bias(fn, bias, size_n, padded_n, MXFP8_ACTIVATION_DTYPE)
     return MarlinLayer(qweight, scales, out_bias, size_k, size_n, padded_k, padded_n, MX_BLOCK)

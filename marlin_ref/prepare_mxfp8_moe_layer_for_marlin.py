@@ -18,28 +18,30 @@ Layout card
     >>> moe.w13_scales.shape, moe.w2_scales.shape, moe.group_size
     ((1, 4, 128), (1, 2, 128), 32)
 
-Biases are not part of vLLM's MXFP8 MoE prep (None in the result). Scale shapes must be exact.
+Biases are not part of vLLM's MXFP8 MoE prep (None in the result). Scale shapes must be exact: §2.10 gives
+them as [E, 2n, k/32] and [E, k, n/32] (only the dense prep slices an over-allocated [>= N, >= K/32] grid).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from marlin_ref.errors import check_dtype
-from marlin_ref.formats import E8M0
+from marlin_ref.formats import as_e8m0_codes
 from marlin_ref.layout import MX_BLOCK
 from marlin_ref.padding import marlin_moe_padded_intermediate
 from marlin_ref.prepare_fp8_layer_for_marlin import repack_fp8_weight
 from marlin_ref.prepare_fp8_moe_layer_for_marlin import (GATED_SHARDS, MarlinMoeLayer, check_moe_weights,
                                                          pad_shards)
 from marlin_ref.prepare_mxfp8_layer_for_marlin import check_mx_size_k, mx_scales_to_marlin
+from marlin_ref.scale_schemes import intermediate_float_dtype
 
 
 def _check_scale(fn: str, name: str, s, shape: tuple) -> np.ndarray:
-    check_dtype(fn, name, s, [np.uint8, E8M0])
-    if s.shape != shape:
-        raise ValueError(f"{fn}: {name} must have shape {shape}, got {s.shape}")
-    return s.view(np.uint8)
+    """Exactly [E, rows, K/32] e8m0 bytes: the MoE prep takes each expert's slice whole (§2.10 "MoE")."""
+    codes = as_e8m0_codes(s, fn, name)
+    if codes.shape != shape:
+        raise ValueError(f"{fn}: {name} must have shape {shape}, got {codes.shape}")
+    return codes
 
 
 def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *,
@@ -51,6 +53,7 @@ def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *,
     pn = marlin_moe_padded_intermediate(n, MX_BLOCK)
     s13 = _check_scale(fn, "w13_scale", w13_scale, (e, 2 * n, k // MX_BLOCK))
     s2 = _check_scale(fn, "w2_scale", w2_scale, (e, k, n // MX_BLOCK))
+    dtype = intermediate_float_dtype(fn, intermediate_dtype)
 
     w13_p = pad_shards(w13, GATED_SHARDS, n, pn, axis=1)                             # [E, 2pn, k]
     w2_p = pad_shards(w2, 1, n, pn, axis=2)                                          # [E, k, pn]
@@ -59,8 +62,6 @@ def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *,
 
     w13_q = np.stack([repack_fp8_weight(fn, w13_p[x], 2 * pn, k) for x in range(e)])   # [E, k/16, 8pn]
     w2_q = np.stack([repack_fp8_weight(fn, w2_p[x], k, pn) for x in range(e)])         # [E, pn/16, 4k]
-    w13_s = np.stack([mx_scales_to_marlin(s13_p[x], k, 2 * pn, k, intermediate_dtype)
-                      for x in range(e)])                                            # [E, k/32, 2pn]
-    w2_s = np.stack([mx_scales_to_marlin(s2_p[x], pn, k, pn, intermediate_dtype)
-                     for x in range(e)])                                             # [E, pn/32, k]
+    w13_s = np.stack([mx_scales_to_marlin(s13_p[x], k, 2 * pn, k, dtype) for x in range(e)])   # [E, k/32, 2pn]
+    w2_s = np.stack([mx_scales_to_marlin(s2_p[x], pn, k, pn, dtype) for x in range(e)])        # [E, pn/32, k]
     return MarlinMoeLayer(w13_q, w2_q, w13_s, w2_s, None, None, e, k, n, pn, MX_BLOCK)

@@ -33,22 +33,22 @@ import math
 
 import numpy as np
 
-from marlin_ref.errors import check_array, check_dtype, check_positive
-from marlin_ref.formats import BF16, E8M0, FP16, as_activation_dtype, as_e8m0_codes, decode_e8m0
+from marlin_ref.errors import check_bool, check_dtype, check_positive
+from marlin_ref.formats import BF16, FP16, as_activation_dtype, as_e8m0_codes, decode_e8m0
 
 CHECKPOINT_SCALE_DTYPES = (np.float32, FP16, BF16)   # float64 excluded: torch rounds it to bf16 twice
 INTERMEDIATE_DTYPES = {"float32": np.dtype(np.float32), "fp32": np.dtype(np.float32),
                        "float16": FP16, "fp16": FP16, "bfloat16": BF16, "bf16": BF16}
 
 
-def _cast_scale(fn: str, scale, orig_dtype) -> np.ndarray:
-    """Checkpoint scale -> orig_dtype, round to nearest even (the float32 hop is exact for 16-bit inputs)."""
+def _cast_scale(fn: str, name: str, scale, dtype: np.dtype) -> np.ndarray:
+    """Checkpoint scale -> dtype, round to nearest even (the float32 hop is exact for 16-bit inputs)."""
     if isinstance(scale, np.generic):
         scale = np.asarray(scale)
-    check_dtype(fn, "scale", scale, CHECKPOINT_SCALE_DTYPES)
+    check_dtype(fn, name, scale, CHECKPOINT_SCALE_DTYPES)
     if scale.size == 0:
-        raise ValueError(f"{fn}: scale must not be empty, got shape {scale.shape}")
-    return scale.astype(np.float32).astype(as_activation_dtype(orig_dtype))
+        raise ValueError(f"{fn}: {name} must not be empty, got shape {scale.shape}")
+    return scale.astype(np.float32).astype(dtype)
 
 
 # --- one helper per scheme; inputs are already in the target dtype --------------------------------
@@ -86,27 +86,27 @@ def check_block_size(fn: str, weight_block_size) -> tuple[int, int]:
             check_positive(fn, "block_k", weight_block_size[1]))
 
 
-def _shard_widths(fn: str, logical_widths, size_n: int) -> list[int]:
-    widths = [check_positive(fn, "logical_widths[i]", w) for w in logical_widths]
-    if sum(widths) != size_n:
-        raise ValueError(f"{fn}: sum(logical_widths)={sum(widths)} must equal size_n={size_n} "
-                         f"(widths {widths})")
-    return widths
+def check_logical_widths(fn: str, logical_widths) -> list[int] | None:
+    """None, or the shard widths of a fused layer as positive ints (their sum is checked where used)."""
+    if logical_widths is None:
+        return None
+    if isinstance(logical_widths, (str, bytes)) or np.ndim(logical_widths) != 1:
+        raise TypeError(f"{fn}: logical_widths must be a sequence of shard widths, got {logical_widths!r}")
+    return [check_positive(fn, f"logical_widths[{i}]", w) for i, w in enumerate(logical_widths)]
 
 
-def convert_fp8_scales(scale, *, size_n, size_k, orig_dtype, weight_block_size=None,
-                       logical_widths=None, size_k_first=True) -> np.ndarray:
-    """Dense FP8 checkpoint scale -> [G, N] in orig_dtype (§2.8 step 4; schemes and order in the card)."""
-    fn = "convert_fp8_scales"
-    n, k = check_positive(fn, "size_n", size_n), check_positive(fn, "size_k", size_k)
-    s = _cast_scale(fn, scale, orig_dtype)
+def fp8_scale_grid(fn: str, name: str, scale, *, size_n: int, size_k: int, dtype: np.dtype, weight_block_size,
+                   logical_widths, size_k_first: bool) -> np.ndarray:
+    """convert_fp8_scales with the caller's name and argument name in every message (sizes already valid)."""
+    s = _cast_scale(fn, name, scale, dtype)
+    n, k = size_n, size_k
     if weight_block_size is not None:
         block_n, block_k = check_block_size(fn, weight_block_size)
         kn_shape = (math.ceil(k / block_k), math.ceil(n / block_n))
         want = kn_shape if size_k_first else kn_shape[::-1]
         if s.shape != want:
             layout = "[⌈K/bk⌉, ⌈N/bn⌉]" if size_k_first else "[⌈N/bn⌉, ⌈K/bk⌉]"
-            raise ValueError(f"{fn}: block scale must have shape {layout} = {want} for size_n={n}, "
+            raise ValueError(f"{fn}: {name} (block scale) must have shape {layout} = {want} for size_n={n}, "
                              f"size_k={k}, weight_block_size=[{block_n}, {block_k}], "
                              f"size_k_first={size_k_first}, got {s.shape}")
         scale_kn = s if size_k_first else s.T                          # [⌈K/bk⌉, ⌈N/bn⌉]
@@ -114,13 +114,53 @@ def convert_fp8_scales(scale, *, size_n, size_k, orig_dtype, weight_block_size=N
     if s.size == 1:
         return tensorwise_scales(s, n)
     if logical_widths is not None and s.size == len(logical_widths):
-        return per_shard_scales(s, _shard_widths(fn, logical_widths, n))
+        if sum(logical_widths) != n:
+            raise ValueError(f"{fn}: sum(logical_widths)={sum(logical_widths)} must equal size_n={n} "
+                             f"(widths {logical_widths})")
+        return per_shard_scales(s, logical_widths)
     if s.size != n:
         if n % s.size != 0:
-            raise ValueError(f"{fn}: equal-shard scale: size_n={n} must be a multiple of the scale's "
+            raise ValueError(f"{fn}: equal-shard {name}: size_n={n} must be a multiple of the scale's "
                              f"numel={s.size} (channel-wise needs numel == size_n)")
         return equal_shard_scales(s, n)
     return channelwise_scales(s, n)
+
+
+def convert_fp8_scales(scale, *, size_n, size_k, orig_dtype, weight_block_size=None,
+                       logical_widths=None, size_k_first=True) -> np.ndarray:
+    """Dense FP8 checkpoint scale -> [G, N] in orig_dtype (§2.8 step 4; schemes and order in the card)."""
+    fn = "convert_fp8_scales"
+    n, k = check_positive(fn, "size_n", size_n), check_positive(fn, "size_k", size_k)
+    return fp8_scale_grid(fn, "scale", scale, size_n=n, size_k=k,
+                          dtype=as_activation_dtype(orig_dtype, fn, "orig_dtype"),
+                          weight_block_size=weight_block_size,
+                          logical_widths=check_logical_widths(fn, logical_widths),
+                          size_k_first=check_bool(fn, "size_k_first", size_k_first))
+
+
+def fp8_moe_scale_grid(fn: str, name: str, scale, *, num_experts: int, size_n: int, size_k: int, dtype: np.dtype,
+                       weight_block_size) -> np.ndarray:
+    """convert_fp8_moe_scales with the caller's name and argument name in every message (sizes already valid)."""
+    e, n, k = num_experts, size_n, size_k
+    s = _cast_scale(fn, name, scale, dtype)
+    if weight_block_size is not None:
+        block_n, block_k = check_block_size(fn, weight_block_size)
+        want = (e, math.ceil(n / block_n), math.ceil(k / block_k))
+        if s.shape != want:
+            raise ValueError(f"{fn}: {name} (block scale) must have shape [E, ⌈N/bn⌉, ⌈K/bk⌉] = {want}, "
+                             f"got {s.shape}")
+        return np.stack([blockwise_scales(s[x].T, block_n, n) for x in range(e)])   # [E, ⌈K/bk⌉, N]
+    if s.size == e:
+        return np.stack([tensorwise_scales(s.reshape(e)[x], n) for x in range(e)])  # [E, 1, N]
+    if s.size != e * n:
+        shards = s.size // e
+        if s.size % e != 0 or n % shards != 0:
+            raise ValueError(f"{fn}: per-shard {name} numel={s.size} must be num_experts={e} times a "
+                             f"divisor of size_n={n} (channel-wise needs numel == {e * n})")
+        s = s.reshape(e, shards)                                                     # [E, shards]
+        return np.stack([equal_shard_scales(s[x], n) for x in range(e)])             # [E, 1, N]
+    s = s.reshape(e, n)                                                              # [E, N]
+    return np.stack([channelwise_scales(s[x], n) for x in range(e)])                 # [E, 1, N]
 
 
 def convert_fp8_moe_scales(scale, *, num_experts, size_n, size_k, orig_dtype,
@@ -134,24 +174,9 @@ def convert_fp8_moe_scales(scale, *, num_experts, size_n, size_k, orig_dtype,
     fn = "convert_fp8_moe_scales"
     e = check_positive(fn, "num_experts", num_experts)
     n, k = check_positive(fn, "size_n", size_n), check_positive(fn, "size_k", size_k)
-    s = _cast_scale(fn, scale, orig_dtype)
-    if weight_block_size is not None:
-        block_n, block_k = check_block_size(fn, weight_block_size)
-        want = (e, math.ceil(n / block_n), math.ceil(k / block_k))
-        if s.shape != want:
-            raise ValueError(f"{fn}: block scale must have shape [E, ⌈N/bn⌉, ⌈K/bk⌉] = {want}, got {s.shape}")
-        return np.stack([blockwise_scales(s[x].T, block_n, n) for x in range(e)])   # [E, ⌈K/bk⌉, N]
-    if s.size == e:
-        return np.stack([tensorwise_scales(s.reshape(e)[x], n) for x in range(e)])  # [E, 1, N]
-    if s.size != e * n:
-        shards = s.size // e
-        if s.size % e != 0 or n % shards != 0:
-            raise ValueError(f"{fn}: per-shard scale numel={s.size} must be num_experts={e} times a "
-                             f"divisor of size_n={n} (channel-wise needs numel == {e * n})")
-        s = s.reshape(e, shards)                                                     # [E, shards]
-        return np.stack([equal_shard_scales(s[x], n) for x in range(e)])             # [E, 1, N]
-    s = s.reshape(e, n)                                                              # [E, N]
-    return np.stack([channelwise_scales(s[x], n) for x in range(e)])                 # [E, 1, N]
+    return fp8_moe_scale_grid(fn, "scale", scale, num_experts=e, size_n=n, size_k=k,
+                              dtype=as_activation_dtype(orig_dtype, fn, "orig_dtype"),
+                              weight_block_size=weight_block_size)
 
 
 def mxfp8_scales_to_float(scale_u8, *, intermediate_dtype) -> np.ndarray:
@@ -167,17 +192,25 @@ def mxfp8_scales_to_float(scale_u8, *, intermediate_dtype) -> np.ndarray:
     array([0.000e+00, 5.960e-08, 1.000e+00, 3.277e+04,       inf,       nan], dtype=float16)
     """
     fn = "mxfp8_scales_to_float"
-    check_array(fn, "scale_u8", scale_u8)
-    if scale_u8.dtype not in (np.dtype(np.uint8), E8M0):
-        raise TypeError(f"{fn}: scale_u8 must have dtype uint8 or float8_e8m0fnu, got {scale_u8.dtype.name}")
+    codes = as_e8m0_codes(scale_u8, fn, "scale_u8")
+    return e8m0_bytes_to_float(codes, intermediate_float_dtype(fn, intermediate_dtype))
+
+
+def intermediate_float_dtype(fn: str, intermediate_dtype) -> np.dtype:
+    """float32, bfloat16 or float16 from a name or a NumPy / ml_dtypes dtype (the §2.10 intermediate)."""
     key = intermediate_dtype if isinstance(intermediate_dtype, str) else None
-    if key is None:
+    if key is None and intermediate_dtype is not None:       # np.dtype(None) would be float64
         try:
             key = np.dtype(intermediate_dtype).name
-        except TypeError:
-            key = repr(intermediate_dtype)
+        except (TypeError, ValueError):
+            key = None
     if key not in INTERMEDIATE_DTYPES:
         raise ValueError(f"{fn}: intermediate_dtype={intermediate_dtype!r} must be float32, bfloat16 or float16")
-    exact = decode_e8m0(as_e8m0_codes(scale_u8)).astype(np.float32)   # exact: 2^-127 .. 2^127, NaN
-    with np.errstate(over="ignore"):                                   # fp16: overflow to inf is the hazard
-        return exact.astype(INTERMEDIATE_DTYPES[key])                  # RNE
+    return INTERMEDIATE_DTYPES[key]
+
+
+def e8m0_bytes_to_float(codes: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """uint8 e8m0 codes -> 2^(b-127) in dtype, round to nearest even (both already checked)."""
+    exact = decode_e8m0(codes).astype(np.float32)   # exact: 2^-127 .. 2^127, NaN
+    with np.errstate(over="ignore"):                 # fp16: overflow to inf is the hazard
+        return exact.astype(dtype)                   # RNE

@@ -141,15 +141,20 @@ def marlin_words_cases(draw, *, num_bits: int = 8) -> dict:
 @st.composite
 def scale_grid_cases(draw, *, dtypes=SCALE_DTYPES) -> dict:
     """[G, N] scales for marlin_permute_scales: channel-wise (group -1), grouped (G >= 2, group < K)
-    and the edge group_size == K (G = 1, single permutation, §2.4); shrinks to channel-wise [1, 64]."""
+    and the edge group_size == K (G = 1, single permutation, §2.4), for vLLM's group sizes and for any
+    one-group K = 16·t such as 256 or 384 (§9); shrinks to channel-wise [1, 64]."""
     n = TILE_N * draw(st.integers(1, 3), label="n_tiles")
     scheme = draw(st.sampled_from(("channel", "grouped", "group_is_k")), label="scale_scheme")
     if scheme == "channel":
         group_size, groups, k = -1, 1, WIDE_K * draw(st.integers(1, 2), label="k_blocks")
-    else:
+    elif scheme == "grouped":
         group_size = draw(st.sampled_from(GROUP_SIZES), label="group_size")
-        groups = draw(st.integers(2, 4), label="groups") if scheme == "grouped" else 1
+        groups = draw(st.integers(2, 4), label="groups")
         k = group_size * groups
+    else:  # one group spanning all of K: group_size == size_k
+        k = draw(st.one_of(st.sampled_from(GROUP_SIZES), st.integers(1, 32).map(lambda t: TILE_K * t)),
+                 label="group_size")
+        group_size, groups = k, 1
     return {"size_k": k, "size_n": n, "group_size": group_size, "groups": groups,
             "dtype": draw(st.sampled_from(dtypes), label="dtype"), "seed": draw(seeds(), label="seed")}
 

@@ -6,6 +6,7 @@ import pytest
 
 from marlin_ref.marlin_permute_scales import (marlin_permute_scales, marlin_unpermute_scales,
                                               uses_grouped_scale_permutation)
+from properties.backends import get_backend
 
 # §2.4 example rows (one 64-column row, values = column ids), as printed in the spec
 GROUPED_ROW = [0, 8, 16, 24, 32, 40, 48, 56,
@@ -57,10 +58,25 @@ def test_single_permutation_needs_only_n_multiple_of_32():
 @pytest.mark.parametrize("size_k, group_size, grouped", [
     (4096, 128, True), (256, 128, True), (128, 128, False), (64, 128, False),
     (64, 32, True), (32, 32, False), (128, 64, True), (4096, -1, False), (16, -1, False),
+    (256, 256, False), (384, 384, False), (48, 48, False),                 # one group of any size (§9)
 ])
 def test_selection_rule(size_k, group_size, grouped):
     # grouped iff group_size != -1 and group_size < size_k
     assert uses_grouped_scale_permutation(size_k, group_size) is grouped
+
+
+@pytest.mark.parametrize("backend", ["ref", "torch"])
+@pytest.mark.parametrize("size_k", [16, 48, 256, 384, 4096])
+def test_group_size_equal_to_size_k_is_the_channelwise_permutation(backend, size_k):
+    # §2.4, §9: one group of any size (vLLM accepts it) takes the single table, bit for bit the
+    # channel-wise (group_size=-1) result, and unpermutes back; the kernel sees G = 1, channel-wise.
+    b = get_backend(backend)
+    s = np.random.default_rng(size_k).standard_normal((1, 128)).astype(np.float16)
+    one_group = b.marlin_permute_scales(s=s, size_k=size_k, size_n=128, group_size=size_k)
+    channel = b.marlin_permute_scales(s=s, size_k=size_k, size_n=128, group_size=-1)
+    assert one_group.tobytes() == channel.tobytes()
+    assert b.marlin_unpermute_scales(s=one_group, size_k=size_k, size_n=128, group_size=size_k).tobytes() == s.tobytes()
+    assert b.uses_grouped_scale_permutation(size_k=size_k, group_size=size_k) is False
 
 
 @pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16, np.float32, np.uint8, ml_dtypes.float8_e8m0fnu])
@@ -102,7 +118,8 @@ def test_accepts_non_contiguous_input():
 
 @pytest.mark.parametrize("fn", [marlin_permute_scales, marlin_unpermute_scales])
 @pytest.mark.parametrize("args, err, match", [
-    ((ids_grid(1, 64), 64, 64, 16), ValueError, r"group_size=16 must be one of \[-1, 32, 64, 128\]"),
+    ((ids_grid(1, 64), 64, 64, 16), ValueError, r"group_size=16 must be one of \[-1, 32, 64, 128\] or equal size_k=64"),
+    ((ids_grid(2, 64), 512, 64, 256), ValueError, r"group_size=256 must be one of .* or equal size_k=512"),
     ((ids_grid(1, 64), 256, 64, 128), ValueError, r"G\*group_size == size_k.*got G=1, group_size=128"),
     ((ids_grid(3, 64), 256, 64, 128), ValueError, "must equal size_k=256"),
     ((ids_grid(2, 64), 256, 64, -1), ValueError, r"group_size=-1 \(channel-wise\) needs s with 1 row"),
