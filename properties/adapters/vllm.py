@@ -1,9 +1,10 @@
 """The `vllm` backend: vLLM's own functions behind the backend seam, when vLLM is importable.
 
 Each contract op is looked up on its own, in every place vLLM has kept it, newest first (`SOURCES`). The first
-place vLLM has is used, called the way that place is called; the version string names where each op was
-found. What vLLM has nowhere is "not provided", with each place looked in; without vLLM every op is "not
-provided: vllm is not importable" (nothing is ever installed or fetched).
+place that has it and can serve (a signature this adapter knows, a kernel for the device) is used, called the
+way that place is called; the version string names where each op was found. What vLLM has nowhere is "not
+provided", with each place looked in and why; without vLLM every op is "not provided: vllm is not importable"
+(nothing is ever installed or fetched).
 
     contract op                          places, newest first (fp8, utils, ops, _C: below)
     pack_fp8_to_int32                    fp8.pack_fp8_to_int32(fp8_tensor, size_k_first) (uint8 codes viewed as e4m3fn)
@@ -31,9 +32,10 @@ provided: vllm is not importable" (nothing is ever installed or fetched).
     ops = vllm._custom_ops, Python wrappers of the compiled ops; _C = torch.ops._C, the compiled ops.
 
 vLLM @ c54390e keeps marlin_permute_scales only as ops.marlin_permute_scales (marlin_utils has no Python one any
-more; its prepare_* call the op); every other op is where the older layout had it. The compiled ops have CUDA
-kernels only: on the CPU an op found in ops or _C is "not provided", and so is each prepare_* whose vLLM code
-runs one (`USES`: the repack, the scale permutation, for MXFP8 the scale processing).
+more; its prepare_* call the op, and the repack without perm); every other op is where the older layout had it.
+vLLM's compiled ops have CUDA kernels only: on the CPU an op that runs one (found in ops or _C) is "not
+provided", and so is each prepare_* whose vLLM code runs one (`USES`: the repack, the scale permutation, for
+MXFP8 the scale processing). A build that has CPU kernels, like the tests' stand-in, is used as it is.
 
 vLLM's prepare_* take a `layer` (a torch.nn.Module) and replace its parameters, or return new tensors. The
 adapter builds the layer vLLM would hold, with CLONES of our inputs (vLLM may rewrite a parameter in place;
@@ -432,19 +434,19 @@ def _resolve(op: str, ctx: _Context, modules: dict, namespace: str, device: str)
         if not callable(fn):
             looked.append(f"no {where}")
             continue
-        kernel = f"{namespace}::{place.kernel}" if place.kernel else None
-        gap = kernel and kernel_gap(kernel, device)
+        gap = place.kernel and kernel_gap(f"{namespace}::{place.kernel}", device)
         ctx.first.setdefault(op, (where, gap))
+        if gap:
+            looked.append(gap if place.module == COMPILED else f"{where}: {gap}")
+            continue
         try:
-            if gap:
-                raise Unsupported(gap if kernel.endswith(f"::{place.name}") else f"{where}: {gap}")
             built = place.build(fn, ctx, where)
-        except Unsupported as exc:
+        except Unsupported as exc:     # a signature this adapter does not know
             looked.append(str(exc))
             continue
         ctx.fns[op] = fn
         return torch_adapter(built, device), place, where
-    raise Unsupported("; ".join(looked))
+    raise Unsupported("; ".join(dict.fromkeys(looked)))
 
 
 def vllm_backend(device: str | None = None, *, ops_namespace: str = VLLM_OPS_NAMESPACE) -> Backend:
@@ -478,7 +480,8 @@ def vllm_backend(device: str | None = None, *, ops_namespace: str = VLLM_OPS_NAM
         if place is not None:
             entry = place.name + ("" if place.name == op else f" (as {op})")
             found[op] = (place.module, entry + (f" [{ctx.labels[where]}]" if where in ctx.labels else ""))
-    # vLLM's prepare_* run the compiled ops it has first: on the CPU, one without a CPU kernel stops them
+    # vLLM's prepare_* call, for each op they use, its first place (ctx.first): a compiled op there without
+    # a kernel for the device (on the CPU: a CUDA kernel only) stops them too
     for op, uses in USES.items():
         gaps = [f"it runs {where}, and {gap}" for where, gap in (ctx.first.get(dep, ("", None)) for dep in uses)
                 if gap]
