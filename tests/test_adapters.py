@@ -73,17 +73,22 @@ def given_perm(call: dict):
     return None if perm is None or perm.numel() == 0 else perm
 
 
+def _kernel(compute, namespace: str, op: str, names: list[str]):
+    return lambda *args: compute(namespace, op, dict(zip(names, args)))
+
+
 @contextlib.contextmanager
-def op_libraries(namespaces: dict, make_kernel):
-    """{namespace: (dispatch key, schemas)} defined with torch.library, each op's kernel from
-    make_kernel(namespace, schema) registered for that key only; destroyed on exit."""
+def op_libraries(namespaces: dict, compute):
+    """{namespace: (dispatch key, schemas)} defined with torch.library, each op with a kernel for that key only
+    that returns compute(namespace, op name, {argument name: value}); destroyed on exit."""
     libraries = []
     try:
         for namespace, (key, schemas) in namespaces.items():
             libraries.append(torch.library.Library(namespace, "DEF"))
             for schema in filter(None, schemas):
+                op, names = schema_names(schema)
                 libraries[-1].define(schema)
-                libraries[-1].impl(*make_kernel(namespace, schema), key)
+                libraries[-1].impl(op, _kernel(compute, namespace, op, names), key)
         yield
     finally:
         for lib in libraries:
@@ -218,33 +223,27 @@ def compiled_namespace(layout: str, kernels: str | None) -> str:
     return f"marlin_test_vllm_{layout}_{kernels.lower()}" if kernels else "marlin_test_vllm_none"
 
 
-def _vllm_kernel(namespace: str, schema: str):
-    """A kernel for one of vLLM's compiled ops, computing with marlin_fast."""
+def _vllm_compute(namespace: str, op: str, call: dict):
+    """vLLM's compiled ops, computed with marlin_fast."""
     import marlin_fast as mf
     from marlin_fast.marlin_permute_scales import grouped_scale_perm, single_scale_perm
 
-    op, names = schema_names(schema)
-
-    def kernel(*args):
-        call = dict(zip(names, args))
-        if op == "gptq_marlin_repack":
-            return mf.gptq_marlin_repack(call["b_q_weight"], given_perm(call), call["size_k"], call["size_n"],
-                                         call["num_bits"])
-        s, out = call["s"], call["out"]
-        if op == "marlin_permute_scales_out":       # the single (32) or grouped (64) table, chunk by chunk (§2.4)
-            perm = single_scale_perm() if call["single"] else grouped_scale_perm()
-            out.copy_(s.reshape(-1, perm.numel())[:, perm].reshape(s.shape))
-        else:                                       # mxfp4_marlin_process_scales_out, 16-bit activations (§2.7)
-            assert not call["a8"]
-            out.view(torch.uint8).copy_(mf.mxfp8_marlin_process_scales(s).view(torch.uint8))
-
-    return op, kernel
+    if op == "gptq_marlin_repack":
+        return mf.gptq_marlin_repack(call["b_q_weight"], given_perm(call), call["size_k"], call["size_n"],
+                                     call["num_bits"])
+    s, out = call["s"], call["out"]
+    if op == "marlin_permute_scales_out":           # the single (32) or grouped (64) table, chunk by chunk (§2.4)
+        perm = single_scale_perm() if call["single"] else grouped_scale_perm()
+        out.copy_(s.reshape(-1, perm.numel())[:, perm].reshape(s.shape))
+    else:                                           # mxfp4_marlin_process_scales_out, 16-bit activations (§2.7)
+        assert not call["a8"]
+        out.view(torch.uint8).copy_(mf.mxfp8_marlin_process_scales(s).view(torch.uint8))
 
 
 @pytest.fixture(scope="module")
 def vllm_compiled():
     with op_libraries({compiled_namespace(layout, key): (key, schemas)
-                       for layout, schemas in VLLM_COMPILED.items() for key in ("CPU", "CUDA")}, _vllm_kernel):
+                       for layout, schemas in VLLM_COMPILED.items() for key in ("CPU", "CUDA")}, _vllm_compute):
         yield
 
 
@@ -617,33 +616,27 @@ NAMESPACES = {   # namespace -> (repack schema, gemm schema)
 CALLS: dict[str, list[dict]] = {}
 
 
-def _kernel(namespace: str, schema: str):
-    """A CPU kernel recording its arguments by name and computing with the NumPy oracle."""
+def _oracle_compute(namespace: str, op: str, call: dict):
+    """Records the call's arguments by name and computes with the NumPy oracle."""
     from marlin_ref.marlin_gemm import marlin_gemm_reference
     from marlin_ref.gptq_marlin_repack import gptq_marlin_repack
 
-    op, names = schema_names(schema)
-
-    def kernel(*args):
-        call = dict(zip(names, args))
-        CALLS.setdefault(namespace, []).append(call)
-        if op == "gptq_marlin_repack":
-            perm = given_perm(call)
-            return to_torch(gptq_marlin_repack(to_numpy(call["b_q_weight"]), None if perm is None else to_numpy(perm),
-                                               call["size_k"], call["size_n"], call["num_bits"]))
-        if op.endswith("marlin_gemm"):
-            bias = call.get("b_bias_or_none")
-            return to_torch(marlin_gemm_reference(
-                to_numpy(call["a"]), to_numpy(call["b_q_weight"]), to_numpy(call["b_scales"]),
-                None if bias is None else to_numpy(bias), size_n=call["size_n"], size_k=call["size_k"]))
-        return call[names[0]] + 1
-
-    return op, kernel
+    CALLS.setdefault(namespace, []).append(call)
+    if op == "gptq_marlin_repack":
+        perm = given_perm(call)
+        return to_torch(gptq_marlin_repack(to_numpy(call["b_q_weight"]), None if perm is None else to_numpy(perm),
+                                           call["size_k"], call["size_n"], call["num_bits"]))
+    if op.endswith("marlin_gemm"):
+        bias = call.get("b_bias_or_none")
+        return to_torch(marlin_gemm_reference(
+            to_numpy(call["a"]), to_numpy(call["b_q_weight"]), to_numpy(call["b_scales"]),
+            None if bias is None else to_numpy(bias), size_n=call["size_n"], size_k=call["size_k"]))
+    return next(iter(call.values())) + 1
 
 
 @pytest.fixture(scope="module")
 def fake_ops():
-    with op_libraries({namespace: ("CPU", schemas) for namespace, schemas in NAMESPACES.items()}, _kernel):
+    with op_libraries({namespace: ("CPU", schemas) for namespace, schemas in NAMESPACES.items()}, _oracle_compute):
         yield NAMESPACES
 
 
