@@ -1,11 +1,13 @@
-"""The adapters of external implementations (properties/adapters): the "vllm" backend, tested against a FAKE
-vllm package written to a temp dir in both layouts vLLM has had (older: a Python marlin_permute_scales in
-marlin_utils; current, vLLM @ c54390e: only vllm._custom_ops.marlin_permute_scales, a wrapper of the compiled
-op), its functions thin torch implementations delegating to marlin_fast, taking vLLM's `layer` objects, and its
-compiled ops registered with torch.library in a stand-in for torch.ops._C; and the "marlin-ops:<ns>" scheme,
-tested against fake ops in test-local namespaces, one per schema version of spec §4.3 (CPU kernels delegating
-to the NumPy oracle). Also the version string of a package's backend (_package_version). Expectations come
-from the spec (worked examples, closed forms) or from the oracle; CPU only.
+"""The adapters of external implementations (properties/adapters), CPU only. Expectations come from the spec
+(worked examples, closed forms) or from the oracle.
+
+* "vllm": tested against a FAKE vllm package written to a temp dir, in both layouts vLLM has had: older (a Python
+  marlin_permute_scales in marlin_utils) and current (vLLM @ c54390e: only vllm._custom_ops.marlin_permute_scales,
+  a wrapper of a compiled op). Its functions are thin torch implementations delegating to marlin_fast, taking
+  vLLM's `layer` objects; its compiled ops are registered with torch.library in a stand-in for torch.ops._C.
+* "marlin-ops:<ns>": tested against fake ops in test-local namespaces, one per schema version of spec §4.3 (CPU
+  kernels delegating to the NumPy oracle).
+* The version string of a package's backend (properties.backends._package_version).
 """
 
 import contextlib
