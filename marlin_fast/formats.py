@@ -20,10 +20,10 @@ grid rounding below is done in float64 first and the final cast is exact.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
-
-import numbers
 
 from .errors import check_bool, check_dtype, check_tensor
 

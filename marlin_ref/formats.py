@@ -71,7 +71,6 @@ _FORMAT = {
     FP16: (5, 10, -14, 65504.0),
     BF16: (8, 7, -126, float.fromhex("0x1.fep127")),
 }
-_ML_FLOATS = {BF16, E4M3, E8M0, np.dtype(ml_dtypes.float8_e5m2)}
 
 
 def as_activation_dtype(dtype, fn: str = "as_activation_dtype", name: str = "dtype") -> np.dtype:

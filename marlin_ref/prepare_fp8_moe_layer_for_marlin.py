@@ -101,7 +101,8 @@ def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype
     if weight_block_size is not None and n % block_n != 0:
         raise ValueError(f"{fn}: intermediate_size={n} must be a multiple of block_n={block_n} so the "
                          f"fused gate|up block grid lines up with the 2n columns (spec §6.1 item 11)")
-    for name, b, layout, shape in (("w13_bias", w13_bias, "[E, 2n]", (e, 2 * n)), ("w2_bias", w2_bias, "[E, k]", (e, k))):
+    biases = (("w13_bias", w13_bias, "[E, 2n]", (e, 2 * n)), ("w2_bias", w2_bias, "[E, k]", (e, k)))
+    for name, b, layout, shape in biases:
         if b is not None and check_array(fn, name, b).shape != shape:
             raise ValueError(f"{fn}: {name} must have shape {layout} = {shape}, got {b.shape}")
     pn = marlin_moe_padded_intermediate(n, group_size)

@@ -141,8 +141,8 @@ def marlin_words_cases(draw, *, num_bits: int = 8) -> dict:
 @st.composite
 def scale_grid_cases(draw, *, dtypes=SCALE_DTYPES) -> dict:
     """[G, N] scales for marlin_permute_scales: channel-wise (group -1), grouped (G >= 2, group < K)
-    and the edge group_size == K (G = 1, single permutation, §2.4), for vLLM's group sizes and for any
-    one-group K = 16·t such as 256 or 384 (§9); shrinks to channel-wise [1, 64]."""
+    and the edge group_size == K (G = 1, single permutation, §2.4), for vLLM's group sizes and for other
+    one-group K = 16·t (16, 48, 256, 384; vLLM accepts any, §9); shrinks to channel-wise [1, 64]."""
     n = TILE_N * draw(st.integers(1, 3), label="n_tiles")
     scheme = draw(st.sampled_from(("channel", "grouped", "group_is_k")), label="scale_scheme")
     if scheme == "channel":
@@ -151,9 +151,8 @@ def scale_grid_cases(draw, *, dtypes=SCALE_DTYPES) -> dict:
         group_size = draw(st.sampled_from(GROUP_SIZES), label="group_size")
         groups = draw(st.integers(2, 4), label="groups")
         k = group_size * groups
-    else:  # one group spanning all of K: group_size == size_k
-        k = draw(st.one_of(st.sampled_from(GROUP_SIZES), st.integers(1, 32).map(lambda t: TILE_K * t)),
-                 label="group_size")
+    else:  # one group spanning all of K, group_size == size_k: vLLM's sizes and others (one tile, 3 tiles, 256, 384)
+        k = draw(st.sampled_from((*GROUP_SIZES, TILE_K, 3 * TILE_K, 256, 384)), label="group_size")
         group_size, groups = k, 1
     return {"size_k": k, "size_n": n, "group_size": group_size, "groups": groups,
             "dtype": draw(st.sampled_from(dtypes), label="dtype"), "seed": draw(seeds(), label="seed")}

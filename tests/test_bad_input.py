@@ -11,7 +11,9 @@ on every package that has the function: marlin_ref with NumPy arrays, marlin_fas
 torch tensors (properties.backends.torch_adapter). Both must raise `exc`, with a message that starts with the
 function's name and matches `match`. Three families are generated for every valid call instead of being
 written out: each array argument as a list (TypeError), each integer argument as a float (TypeError) and
-each bool flag as the string "False" (TypeError). The CLI's cases are in test_bad_input_cli.py.
+each bool flag as the string "False" (TypeError). This file holds the cases of the formats, layouts, scale
+transforms and padding helpers; test_bad_input_pipelines.py those of the prepare pipelines and the GEMM, and
+test_bad_input_cli.py those of `python -m marlin_ref`.
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ VALID: dict[str, Callable[[], dict]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Bad:
     """One invalid call: VALID[fn]() with `changes` applied must raise `exc` with `match` in the message."""
 
@@ -302,7 +304,8 @@ CASES: list[Bad] = [
     bad("convert_fp8_scales", ValueError, "block_k=0 must be positive", weight_block_size=[128, 0]),
     bad("convert_fp8_scales", ValueError, "block_n=-128 must be positive", weight_block_size=[-128, 128]),
     bad("convert_fp8_scales", ValueError, r"scale .*\(1, 1\)", scale=f32(2, 2), weight_block_size=[128, 128]),
-    bad("convert_fp8_scales", ValueError, r"scale (must be 2-D|.*\(1, 1\))", scale=f32(64), weight_block_size=[128, 128]),
+    bad("convert_fp8_scales", ValueError, r"scale (must be 2-D|.*\(1, 1\))", scale=f32(64),
+        weight_block_size=[128, 128]),
     bad("convert_fp8_scales", ValueError, r"scale .*\(1, 2\)", scale=f32(1, 1), weight_block_size=[128, 64],
         size_k_first=False),
     bad("convert_fp8_scales", ValueError, r"sum\(logical_widths\)=48 must equal size_n=64", scale=f32(2),
@@ -336,10 +339,10 @@ CASES: list[Bad] = [
     *[bad("marlin_moe_padded_intermediate", ValueError, f"{k}={v}", **{k: v}) for k, v in
       (("size_n", 0), ("group_size", 0), ("group_size", -3))],
     bad("marlin_pad_qweight", TypeError, "qweight must have dtype", qweight=f32(2, 3)),
-    bad("marlin_pad_qweight", ValueError, "qweight", qweight=i32(6)),
-    bad("marlin_pad_qweight", ValueError, "qweight", qweight=i32(2, 4)),
-    bad("marlin_pad_qweight", ValueError, "qweight", qweight=i32(0, 3)),
-    bad("marlin_pad_qweight", ValueError, "qweight", size_k=9),
+    bad("marlin_pad_qweight", ValueError, "qweight must be 2-D", qweight=i32(6)),
+    bad("marlin_pad_qweight", ValueError, r"qweight.*\(2, 4\)", qweight=i32(2, 4)),
+    bad("marlin_pad_qweight", ValueError, r"qweight.*\(0, 3\)", qweight=i32(0, 3)),
+    bad("marlin_pad_qweight", ValueError, r"qweight.*size_k=9", size_k=9),
     bad("marlin_pad_qweight", ValueError, "padded_n=2 must be >= size_n=3", padded_n=2),
     bad("marlin_pad_qweight", ValueError, "padded_k=4 must be >= size_k=8", padded_k=4),
     bad("marlin_pad_qweight", ValueError, "padded_k=130", padded_k=130),
@@ -347,8 +350,8 @@ CASES: list[Bad] = [
     bad("marlin_pad_scales", ValueError, r"scales must have one row per group.*G=1, fewer than 2", scales=f16(1, 3)),
     bad("marlin_pad_scales", ValueError, r"scales must have one row per group.*G=3, more than 2", scales=f16(3, 3)),
     bad("marlin_pad_scales", ValueError, "scales must have one row per group.*G=2, more than 1", group_size=-1),
-    bad("marlin_pad_scales", ValueError, "scales", scales=f16(3)),
-    bad("marlin_pad_scales", ValueError, "scales", scales=f16(2, 4)),
+    bad("marlin_pad_scales", ValueError, r"scales must .*\(3,\)", scales=f16(3)),
+    bad("marlin_pad_scales", ValueError, r"scales must .*size_n=3.*\(2, 4\)", scales=f16(2, 4)),
     bad("marlin_pad_scales", ValueError, "padded_k=320 must be a multiple of group_size=128", padded_k=320),
     bad("marlin_pad_scales", ValueError, "padded_k=128 must be >= size_k=192", padded_k=128),
     bad("marlin_pad_scales", ValueError, "padded_n=2 must be >= size_n=3", padded_n=2),
