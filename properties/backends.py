@@ -17,6 +17,8 @@ Names `get_backend` resolves, in this order:
     "scheme:rest"          a scheme added with `register_scheme` (room for "marlin-ops:<ns>")
     "module:attribute"     the object at that path (dotted attribute; empty = the module itself):
                            * a Backend is used as is;
+                           * an object may declare what it provides cell by cell in MARLIN_CAPABILITIES
+                             (properties.capabilities); undeclared ops provide every cell;
                            * an object with op-named attributes (module, torch.ops namespace, instance)
                              is adapted: each op-named callable becomes an op. Array convention, per op:
                              the object's `MARLIN_ARRAYS` ("numpy" or "torch") if it sets one, else
@@ -41,6 +43,8 @@ from typing import Any, Callable, Mapping
 
 import ml_dtypes
 import numpy as np
+
+from properties.capabilities import EVERYTHING, Capability, Cell, from_declaration
 
 # op name -> module stem in marlin_ref / marlin_fast (design.md, "One name per transform")
 OPERATIONS: dict[str, str] = {
@@ -170,12 +174,14 @@ def torch_adapter(fn: Callable, device: str = "cpu") -> Callable:
 
 @dataclass
 class Backend:
-    """name, version, ops {op name: NumPy-in NumPy-out callable}, missing {op name: reason}."""
+    """name, version, ops {op name: NumPy-in NumPy-out callable}, missing {op name: reason}, capabilities
+    {op name: Capability} (an op without an entry provides every cell of the contract; properties.capabilities)."""
 
     name: str
     version: str
     ops: Mapping[str, Callable] = field(default_factory=dict)
     missing: Mapping[str, str] = field(default_factory=dict)
+    capabilities: Mapping[str, Capability] = field(default_factory=dict)
 
     @property
     def provides(self) -> frozenset[str]:
@@ -198,6 +204,23 @@ class Backend:
         for op in ops:
             self.op(op)
 
+    def capability(self, op: str) -> Capability:
+        """What this backend provides of `op` (NotProvided if it lacks the operation altogether)."""
+        self.op(op)
+        return self.capabilities.get(op, EVERYTHING)
+
+    def gap(self, cell: Cell) -> str | None:
+        """Why `cell` is not provided ("" never): the operation is missing, or its capability leaves it out."""
+        if cell.op not in self.ops:
+            return self.reason(cell.op)
+        return self.capabilities.get(cell.op, EVERYTHING).gap(cell)
+
+    def require_cell(self, cell: Cell) -> None:
+        """NotProvided unless this backend provides `cell` (checked before a single example is drawn)."""
+        why = self.gap(cell)
+        if why:
+            raise NotProvided(self.name, cell.op if cell.op not in self.ops else f"{cell.op} [{cell.label()}]", why)
+
     def __getattr__(self, op: str) -> Callable:
         if op in OPERATIONS:
             return self.op(op)
@@ -209,7 +232,7 @@ class Backend:
         if unknown:
             raise ValueError(f"Backend.replaced: {unknown} are not operations of the contract")
         return Backend(name, f"{self.version} with {sorted(ops)} replaced", {**self.ops, **ops},
-                       {k: v for k, v in self.missing.items() if k not in ops})
+                       {k: v for k, v in self.missing.items() if k not in ops}, self.capabilities)
 
 
 def _checkout_version(top) -> str | None:
@@ -297,7 +320,21 @@ def adapt(name: str, version: str, obj: Any, *, convention: str | None = None, d
             continue
         torch_fn = convention == "torch" or (convention is None and _uses_torch(fn))
         ops[op] = torch_adapter(fn, device) if torch_fn else fn
-    return Backend(name, version, ops, missing)
+    return Backend(name, version, ops, missing, declared_capabilities(obj, name))
+
+
+def declared_capabilities(obj: Any, where: str) -> dict[str, Capability]:
+    """The capabilities an object declares in its MARLIN_CAPABILITIES attribute ({} if none)."""
+    declared = getattr(obj, "MARLIN_CAPABILITIES", None)
+    if declared is None:
+        return {}
+    if not isinstance(declared, Mapping):
+        raise TypeError(f"{where}: MARLIN_CAPABILITIES must be a dict of operation -> capability, "
+                        f"got {type(declared).__name__}")
+    unknown = sorted(set(declared) - set(OPERATIONS))
+    if unknown:
+        raise ValueError(f"{where}: MARLIN_CAPABILITIES names {unknown}, which are not operations of the contract")
+    return {op: from_declaration(op, value, where) for op, value in declared.items()}
 
 
 def _package_backend(name: str, package: str, *, convention: str, device: str = "cpu",

@@ -25,6 +25,7 @@ from marlin_ref.prepare_fp8_layer_for_marlin import prepare_fp8_layer_for_marlin
 from properties.adapters import register
 from properties.adapters import marlin_ops as M
 from properties.adapters.vllm import CUSTOM_OPS, FP8_UTILS, NO_EQUIVALENT, SOURCES, USES, UTILS, vllm_backend
+from properties.capabilities import Cell
 from properties.backends import (OPERATIONS, BackendError, NotProvided, _package_version, backend_names,
                                  get_backend, oracle, to_numpy, to_torch)
 
@@ -700,14 +701,22 @@ def gemm_case():
     ("marlin_test_current", "marlin_gemm", True),
     ("marlin_test_newest", "marlin_gemm", True),
 ])
-def test_marlin_ops_gemm_schema_detected_and_bias_in_the_right_order(fake_ops, namespace, op, takes_bias):
+def test_marlin_ops_gemm_schema_detected_and_bias_passed_where_the_schema_has_it(fake_ops, namespace, op,
+                                                                                  takes_bias):
     b = ops_backend(namespace)
     assert f"marlin_gemm: torch.ops.{namespace}.{op} [" in b.version
     layer, a, want = gemm_case()
-    out = b.marlin_gemm(a, layer.qweight, layer.scales, layer.bias, size_n=64, size_k=128)
-    assert same_bytes(out, want)                  # snapshot: the permuted bias is un-permuted, added after
+    if takes_bias:
+        out = b.marlin_gemm(a, layer.qweight, layer.scales, layer.bias, size_n=64, size_k=128)
+        assert same_bytes(out, want)
+        assert same_bytes(to_numpy(CALLS[namespace][-1]["b_bias_or_none"]), layer.bias)
+    else:   # the snapshot: a bias is never dropped nor emulated; its cells are "not provided" (the capability)
+        with pytest.raises(NotProvided, match="this schema has no b_bias argument"):
+            b.marlin_gemm(a, layer.qweight, layer.scales, layer.bias, size_n=64, size_k=128)
+        out = b.marlin_gemm(a, layer.qweight, layer.scales, None, size_n=64, size_k=128)
+        assert same_bytes(out, (want.astype(np.float64) - np.arange(64)).astype(FP16))
+        assert "b_bias_or_none" not in CALLS[namespace][-1]
     call = CALLS[namespace][-1]
-    assert same_bytes(to_numpy(call["b_bias_or_none"]), layer.bias) if takes_bias else "b_bias_or_none" not in call
     assert call.get("b_type_id", call.get("b_q_type")) == 2814749767172868          # float8_e4m3fn (§1)
     ws = call["workspace"]
     assert ws.dtype == torch.int32 and ws.numel() >= 1 and not ws.any()
@@ -765,3 +774,24 @@ def test_marlin_ops_scheme_resolves_through_get_backend(fake_ops):
     register()
     b = get_backend("marlin-ops:marlin_test_current")
     assert b.name == "marlin-ops:marlin_test_current" and {"gptq_marlin_repack", "marlin_gemm"} <= b.provides
+
+
+GEMM_CELLS = [Cell("marlin_gemm", s, d, f) for s in ("channel", "group128", "mx") for d in ("float16", "bfloat16")
+              for f in ("-", "bias")]
+REPACK_CELLS = [Cell("gptq_marlin_repack", "-", "8-bit", f) for f in ("-", "perm")]
+
+
+@pytest.mark.parametrize("namespace, left_out", [
+    # the snapshot: no e8m0 scale type and no b_bias (spec §7); the newest repack: no perm (§4.3)
+    ("marlin_test_v2025", lambda c: c.scheme == "mx" and "scheme 'mx'" or c.feature == "bias" and "feature 'bias'"),
+    ("marlin_test_current", lambda c: None),
+    ("marlin_test_newest", lambda c: c.feature == "perm" and "feature 'perm'"),
+])
+def test_marlin_ops_capabilities_follow_the_schema(fake_ops, namespace, left_out):
+    b = ops_backend(namespace)
+    for cell in GEMM_CELLS + REPACK_CELLS:
+        why = left_out(cell)
+        if why:
+            assert f"{why} is not provided" in b.gap(cell), cell
+        else:
+            assert b.gap(cell) is None, cell

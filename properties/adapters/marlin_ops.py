@@ -15,9 +15,10 @@ so). Load the library before resolving the name (import its package, or `torch.o
     marlin_gemm(a, b_q_weight, b_scales, b_bias=None, *, size_n, size_k)    our contract (marlin_fast.cuda)
         2025 snapshot   gptq_marlin_gemm(a, c, b_q_weight, b_scales, global_scale, b_zeros, g_idx, perm,
                         workspace, b_q_type, size_m, size_n, size_k, is_k_full, use_atomic_add,
-                        use_fp32_reduce, is_zp_float): no b_bias, so the bias is added after the GEMM in
-                        LOGICAL order, as the snapshot's Python wrapper did (output.add_(bias), §2.5, §7):
-                        our b_bias (single-permuted, kernel order) is un-permuted first
+                        use_fp32_reduce, is_zp_float): no b_bias and no e8m0 scale type (§7), so its
+                        capability leaves out the "bias" feature and the "mx" scheme: those cells are "not
+                        provided", and such a case is never sent (the library would reject it, and on some
+                        images a rejection with a formatted message kills the process, §9)
         current         marlin_gemm(a, c, b_q_weight, b_bias, b_scales, a_scales, global_scale, b_zeros,
                         g_idx, perm, workspace, b_type_id, size_m, ..., is_zp_float): bias into the kernel
         newest          the same without g_idx, perm and is_k_full
@@ -39,10 +40,11 @@ in the reason; a namespace without any operator makes every op "not provided". N
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from typing import Callable
 
-from properties.backends import OPERATIONS, Backend, NotProvided, adapt, register_scheme, torch_adapter
+from properties.backends import (OPERATIONS, Backend, NotProvided, _package_version, adapt, register_scheme,
+                                 torch_adapter)
+from properties.capabilities import EVERYTHING, Capability
 
 SCHEME = "marlin-ops"
 
@@ -211,7 +213,7 @@ def _sm_count(device) -> int:
     return CPU_WORKSPACE
 
 
-def gemm_caller(fn: Callable, sig: tuple) -> Callable:
+def gemm_caller(fn: Callable, sig: tuple, backend: str) -> Callable:
     """Our marlin_gemm(a, b_q_weight, b_scales, b_bias=None, *, size_n, size_k) on a vLLM GEMM op."""
     names = sig[0]
     takes_bias = "b_bias_or_none" in names
@@ -229,13 +231,9 @@ def gemm_caller(fn: Callable, sig: tuple) -> Callable:
             "size_m": a.shape[0], "size_n": size_n, "size_k": size_k,
             "is_k_full": True, "use_atomic_add": False, "use_fp32_reduce": True, "is_zp_float": False,
         }
-        out = fn(**{name: values[name] for name in names if name in values})
-        if b_bias is not None and not takes_bias:
-            # The snapshot adds the bias after the GEMM in logical order (output.add_(bias), §2.5, §7); our
-            # b_bias is in kernel order, so it is un-permuted first. RT(RT(acc) + b), as the kernel's add.
-            from marlin_fast.marlin_permute_bias import marlin_unpermute_bias
-            out = out + marlin_unpermute_bias(b_bias).to(out.dtype)
-        return out
+        if b_bias is not None and not takes_bias:   # the capability keeps such cases away; never drop a bias
+            raise NotProvided(backend, "marlin_gemm", "this schema has no b_bias argument (in-kernel bias)")
+        return fn(**{name: values[name] for name in names if name in values})
 
     return marlin_gemm
 
@@ -253,35 +251,42 @@ def _resolve(namespace: str, names, args, required, device, *, missing: str):
     return packet, where, sig, op_device(f"{namespace}::{name}", device)
 
 
-def repack_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str]:
-    """(NumPy-level gptq_marlin_repack on torch.ops.<namespace>, label); raises Unsupported."""
+def repack_capability(names: tuple[str, ...]) -> Capability:
+    """The newest repack takes no perm: act-order cells are not provided (§4.3)."""
+    if "perm" in names:
+        return EVERYTHING
+    return Capability(features=frozenset(), why="this gptq_marlin_repack takes no perm: act-order was removed in "
+                                                "the newest vLLM (spec §4.3)")
+
+
+def gemm_capability(names: tuple[str, ...]) -> Capability:
+    """A GEMM schema without b_bias is the 2025 snapshot's: no in-kernel bias, no e8m0 scale type (§7)."""
+    if "b_bias_or_none" in names:
+        return EVERYTHING
+    return Capability(schemes=frozenset({"channel", "group128"}), features=frozenset(),
+                      why="the 2025 snapshot's gptq_marlin_gemm has no b_bias argument and no e8m0 scale type, "
+                          "spec §7")
+
+
+def repack_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str, Capability]:
+    """(NumPy-level gptq_marlin_repack on torch.ops.<namespace>, label, capability); raises Unsupported."""
     packet, where, sig, run_on = _resolve(namespace, REPACK_NAMES, REPACK_ARGS, REPACK_REQUIRED, device,
                                           missing="gptq_marlin_repack")
     return (torch_adapter(repack_caller(packet, sig, backend, where), run_on),
-            f"{where} [{schema_label(REPACK_SCHEMAS, sig[0])}] on {run_on}")
+            f"{where} [{schema_label(REPACK_SCHEMAS, sig[0])}] on {run_on}", repack_capability(sig[0]))
 
 
-def gemm_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str]:
-    """(NumPy-level marlin_gemm on torch.ops.<namespace>, label); raises Unsupported."""
+def gemm_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str, Capability]:
+    """(NumPy-level marlin_gemm on torch.ops.<namespace>, label, capability); raises Unsupported."""
     packet, where, sig, run_on = _resolve(namespace, GEMM_NAMES, GEMM_ARGS, GEMM_REQUIRED, device,
                                           missing=f"neither {' nor '.join(GEMM_NAMES)}")
     if not GEMM_TYPE_ARGS & set(sig[0]):
         raise Unsupported(f"{where} has an unknown schema {sig[2]}; lacks one of {sorted(GEMM_TYPE_ARGS)}")
     label = f"{where} [{schema_label(GEMM_SCHEMAS, sig[0])}] on {run_on}"
-    return torch_adapter(gemm_caller(packet, sig), run_on), label
+    return torch_adapter(gemm_caller(packet, sig, backend), run_on), label, gemm_capability(sig[0])
 
 
 # --- the backend ---------------------------------------------------------------------------------
-
-def _marlin_fast_version(module) -> str:
-    version = getattr(module, "__version__", None)
-    if version:
-        return str(version)
-    try:
-        return importlib.metadata.version("marlin-ref")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
 
 def marlin_ops_backend(namespace: str, *, device: str | None = None) -> Backend:
     """The Backend "marlin-ops:<namespace>". device: where every op runs (default: the two vLLM ops on CUDA
@@ -306,18 +311,18 @@ def marlin_ops_backend(namespace: str, *, device: str | None = None) -> Backend:
     rest_device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     marlin_fast = importlib.import_module("marlin_fast")
     base = adapt(name, "", marlin_fast, convention="torch", device=rest_device, stems=True)
-    ops, missing, labels = dict(base.ops), dict(base.missing), []
+    ops, missing, labels, capabilities = dict(base.ops), dict(base.missing), [], {}
     for op, build in (("gptq_marlin_repack", repack_op), ("marlin_gemm", gemm_op)):
         ops.pop(op, None)
         try:
-            ops[op], label = build(namespace, name, device)
+            ops[op], label, capabilities[op] = build(namespace, name, device)
             missing.pop(op, None)
         except Unsupported as exc:
             missing[op], label = str(exc), "not provided"
         labels.append(f"{op}: {label}")
     version = (f"{'; '.join(labels)}; every other transform from marlin_fast "
-               f"{_marlin_fast_version(marlin_fast)} (torch {torch.__version__}, {rest_device})")
-    return Backend(name, version, ops, missing)
+               f"{_package_version(marlin_fast)} (torch {torch.__version__}, {rest_device})")
+    return Backend(name, version, ops, missing, capabilities)
 
 
 def register() -> None:

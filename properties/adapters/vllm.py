@@ -69,8 +69,8 @@ from typing import Callable, NamedTuple
 from marlin_ref.prepare_fp8_layer_for_marlin import MarlinLayer
 from marlin_ref.prepare_fp8_moe_layer_for_marlin import MarlinMoeLayer
 from properties.adapters.marlin_ops import (REPACK_ARGS, REPACK_REQUIRED, REPACK_SCHEMAS, Unsupported,
-                                            check_arguments, find_op, gemm_op, kernel_gap, repack_caller,
-                                            schema_label, signature)
+                                            check_arguments, find_op, gemm_op, kernel_gap, repack_capability,
+                                            repack_caller, schema_label, signature)
 from properties.backends import OPERATIONS, Backend, BackendError, NotProvided, register_backend, torch_adapter
 
 NAME = "vllm"
@@ -148,6 +148,7 @@ class _Context:
         self.fns = {}       # contract op -> the vLLM function chosen for it
         self.first = {}     # contract op -> (where, kernel gap or None) of the first place vLLM has it
         self.labels = {}    # where -> what was detected there (a signature's version), for the version string
+        self.capabilities = {}  # contract op -> what the detected signature provides (properties.capabilities)
 
     def permute_bias(self, op: str):
         fn = self.fns.get("marlin_permute_bias")
@@ -239,6 +240,7 @@ def _repack(fn, ctx, where):
     sig = signature(fn)
     check_arguments(where, sig, REPACK_ARGS, REPACK_REQUIRED)
     ctx.labels[where] = schema_label(REPACK_SCHEMAS, sig[0])
+    ctx.capabilities["gptq_marlin_repack"] = repack_capability(sig[0])
     return repack_caller(fn, sig, NAME, where)
 
 
@@ -495,7 +497,7 @@ def vllm_backend(device: str | None = None, *, ops_namespace: str = VLLM_OPS_NAM
         missing["marlin_gemm"] = f"vllm {version}: {why}, which loads vLLM's compiled ops"
     else:
         try:
-            ops["marlin_gemm"], label = gemm_op(ops_namespace, NAME, device)
+            ops["marlin_gemm"], label, ctx.capabilities["marlin_gemm"] = gemm_op(ops_namespace, NAME, device)
             found["marlin_gemm"] = (COMPILED, label.removeprefix(f"torch.ops.{ops_namespace}."))
         except Unsupported as exc:
             missing["marlin_gemm"] = str(exc)
@@ -505,7 +507,8 @@ def vllm_backend(device: str | None = None, *, ops_namespace: str = VLLM_OPS_NAM
         groups.setdefault(name, []).append(entry)
     places = "".join(f"; {name}: {', '.join(entries)}" for name, entries in groups.items())
     return Backend(NAME, f"vllm {version} ({device}){places}", ops,
-                   {op: why for op, why in missing.items() if op not in ops})
+                   {op: why for op, why in missing.items() if op not in ops},
+                   {op: c for op, c in ctx.capabilities.items() if op in ops})
 
 
 def register() -> None:
