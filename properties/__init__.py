@@ -1,11 +1,14 @@
-"""properties: the Hypothesis side of marlin-ref.
+"""properties: the Hypothesis side of marlin-ref, one sub-package per concern.
 
-    backends    the seam: which implementation is under test (ref, torch, torch-cuda, module:attr)
-    strategies  valid cases by construction (tile counts, schemes, seeds), shrinking to the smallest
-    transforms  TRANSFORMS: one row per operation (cases, inputs, inverse, report layout)
-    laws        the laws, run_op (inputs never mutated), check/replay; the only tolerances
-    report      byte-exact comparison and failure messages in both layouts
-    pytest_plugin  --marlin-backend, fixtures, Hypothesis profiles
+    seam/        which implementation is under test: backends, capabilities, --marlin-load, adapters, GPU pinning
+    cases/       the cases the laws draw: strategies, the TRANSFORMS registry, the GEMM's cases and laws
+    laws.py      the laws, run_op (inputs never mutated), check; the only tolerances; `python -m properties.laws`
+    reporting/   failure reports, compliance cells and table, example counters, replayable cases
+    strength/    mutants, the kill matrix, the mismatch diagnosis
+    pytest_plugin.py  the suite as a pytest plugin (fixtures, profiles), active only where asked for
+
+`properties.replay`, `properties.kill_matrix` and `properties.diagnose` are the names the README documents for
+reporting.replay, strength.kill_matrix and strength.diagnose, kept as they were.
 
 Importing this package imports nothing heavy; torch is imported only when a torch backend is built.
 """

@@ -2,8 +2,9 @@
 
 Each law is `law(backend, row, case)`: it builds the row's inputs from the case, calls operations only
 through `run_op` (which also enforces that inputs are never mutated), and raises AssertionError with a
-report from `properties.report`. `check(name, ...)` runs a law and adds the one-line reproduction;
-`python -m properties.laws LAW ROW 'CASE-JSON' --backend NAME` replays one case without Hypothesis.
+report from `properties.reporting.report`. `check(name, ...)` runs a law and adds the one-line reproduction;
+`python -m properties.laws LAW ROW 'CASE-JSON' --backend NAME [--load X]` replays one case of any law (the GEMM
+laws' too) without Hypothesis.
 
 Layout and pipeline outputs are compared bit for bit (no tolerance at all). The only tolerance is the GEMM
 bound of `marlin_ref.marlin_gemm.marlin_gemm_error_bound` (spec §3.6), used by `assert_within_gemm_bound`.
@@ -17,12 +18,12 @@ import sys
 
 import numpy as np
 
-from properties import report
-from properties.backends import Backend, NotProvided, get_backend, oracle
-from properties.cells import note_cell
-from properties.loading import load_all
-from properties.report import assert_bit_exact, assert_fields_bit_exact
-from properties.transforms import Transform, by_name, gptq_pack, gptq_unpack, perm_for
+from properties.reporting import report
+from properties.seam.backends import Backend, NotProvided, get_backend, oracle
+from properties.reporting.cells import note_cell
+from properties.seam.loading import load_all
+from properties.reporting.report import assert_bit_exact, assert_fields_bit_exact
+from properties.cases.transforms import Transform, by_name, gptq_pack, gptq_unpack, perm_for
 
 
 # --- calling through the seam --------------------------------------------------------------------
@@ -237,7 +238,7 @@ LAWS = {f.__name__: f for f in (matches_oracle, roundtrip, inputs_never_mutated,
 
 
 def run_counted(run, backend: Backend, row: Transform, case: dict, repro: str):
-    """run(backend, row, case), its outcome counted for the compliance report (properties.cells.note_cell;
+    """run(backend, row, case), its outcome counted for the compliance report (properties.reporting.cells.note_cell;
     a no-op outside a recorded test) and `repro` attached to a failure as the one-line reproduction."""
     __tracebackhide__ = True
     try:
@@ -259,10 +260,30 @@ def check(law: str, backend: Backend, row: Transform, case: dict) -> None:
     run_counted(LAWS[law], backend, row, case, report.repro_command(law, row.name, case, backend.name))
 
 
-def replay(law: str, transform: str, case, backend: str | None = None) -> None:
+LAW_MODULES = ("properties.laws", "properties.cases.gemm_cases")   # each has LAWS, check and row_named
+
+
+def row_named(name: str) -> Transform:
+    return by_name(name)
+
+
+def law_of(law: str, transform: str):
+    """(check function, registry row) of a law of any law module, by the law's and the row's names."""
+    import importlib
+
+    known = []
+    for module in map(importlib.import_module, LAW_MODULES):
+        if law in module.LAWS:
+            return module.check, module.row_named(transform)
+        known += sorted(module.LAWS)
+    raise ValueError(f"law_of: law={law!r} is not one of {known}")
+
+
+def replay(law: str, transform: str, case, backend: str | None = None):
     """Replay one case (a dict or its JSON) outside pytest; raises like the test did."""
     case = json.loads(case) if isinstance(case, str) else case
-    check(law, get_backend(backend), by_name(transform), case)
+    run, row = law_of(law, transform)
+    return run(law, get_backend(backend), row, case)
 
 
 # --- the GEMM tolerance (§3.6) -------------------------------------------------------------------
@@ -297,7 +318,7 @@ def assert_within_gemm_bound(out, a, w_eff, dtype, *, bias=None, channel_scales=
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m properties.laws", description=replay.__doc__)
-    parser.add_argument("law", choices=sorted(LAWS))
+    parser.add_argument("law", help="a law of properties.laws or of the GEMM laws (properties.cases.gemm_cases)")
     parser.add_argument("transform")
     parser.add_argument("case", help="the case as JSON")
     parser.add_argument("--backend", default=None)

@@ -3,10 +3,10 @@
 Active only where asked for (marlin_pytest, the always-loaded entry point, says how: this checkout's conftest.py,
 `-p properties.pytest_plugin`, or any `--marlin-...` option); its command-line options are declared there.
 
-* `--marlin-load PATH_OR_MODULE` (and env MARLIN_LOAD) loads the implementation first (properties.loading),
+* `--marlin-load PATH_OR_MODULE` (and env MARLIN_LOAD) loads the implementation first (properties.seam.loading),
   in the controller and in every xdist worker, right after the worker is pinned to its GPU.
 * `--marlin-backend NAME` (else env MARLIN_BACKEND, else "torch") picks the implementation under test;
-  fixtures `backend` (that one) and `oracle` (marlin_ref). See properties.backends for the names.
+  fixtures `backend` (that one) and `oracle` (marlin_ref). See properties.seam.backends for the names.
 * Hypothesis profiles `dev` (fast, the default), `ci` (derandomized, the default when env CI is set),
   `gpu` and `nightly`; pick one with Hypothesis' own `--hypothesis-profile NAME`. A profile the project loaded
   itself (other than Hypothesis' built-in "default" and "ci") stays loaded. Tests size their example counts
@@ -16,8 +16,8 @@ Active only where asked for (marlin_pytest, the always-loaded entry point, says 
   name and renamed into place, and readers skip files that vanish. `ci` is derandomized, which
   implies no database (a clean CI clone has nothing to replay).
 * The terminal summary counts "not provided" skips per operation apart from other skips, prints the
-  compliance table (properties.compliance, `--marlin-report=PATH`) and every failing law's shrunk case
-  with the command that replays it (properties.replay, `--marlin-save-failures`).
+  compliance table (properties.reporting.compliance, `--marlin-report=PATH`) and every failing law's shrunk case
+  with the command that replays it (properties.reporting.replay, `--marlin-save-failures`).
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from properties import loading
-from properties.gpu_pinning import pin_worker_to_gpu
-from properties.backends import DEFAULT_BACKEND, ENV_VAR, NotProvided, check_backend_name, get_backend
+from properties.seam import loading
+from properties.seam.gpu_pinning import pin_worker_to_gpu
+from properties.seam.backends import DEFAULT_BACKEND, ENV_VAR, NotProvided, check_backend_name, get_backend
 
-pytest_plugins = ["properties.example_counter",  # --marlin-count-examples, the CI floor on examples run
-                  "properties.compliance",       # the compliance table, --marlin-report
-                  "properties.replay"]           # minimal failing cases, --marlin-save-failures
+pytest_plugins = ["properties.reporting.counters",  # --marlin-count-examples, the CI floor on examples run
+                  "properties.reporting.compliance",       # the compliance table, --marlin-report
+                  "properties.reporting.replay"]           # minimal failing cases, --marlin-save-failures
 
 # examples per test at weight 1.0; the suite's CI budget is several thousand examples in < 10 min on 2 cores
 PROFILE_EXAMPLES = {"dev": 10, "ci": 60, "gpu": 100, "nightly": 1000}

@@ -7,7 +7,7 @@
   vLLM's `layer` objects; its compiled ops are registered with torch.library in a stand-in for torch.ops._C.
 * "marlin-ops:<ns>": tested against fake ops in test-local namespaces, one per schema version of spec §4.3 (CPU
   kernels delegating to the NumPy oracle).
-* The version string of a package's backend (properties.backends._package_version).
+* The version string of a package's backend (properties.seam.backends._package_version).
 """
 
 import contextlib
@@ -22,11 +22,11 @@ import pytest
 import torch
 
 from marlin_ref.prepare_fp8_layer_for_marlin import prepare_fp8_layer_for_marlin as ref_prepare_fp8
-from properties.adapters import register
-from properties.adapters import marlin_ops as M
-from properties.adapters.vllm import CUSTOM_OPS, FP8_UTILS, NO_EQUIVALENT, SOURCES, USES, UTILS, vllm_backend
-from properties.capabilities import Cell
-from properties.backends import (OPERATIONS, BackendError, NotProvided, _package_version, backend_names,
+from properties.seam.adapters import register
+from properties.seam.adapters import marlin_ops as M
+from properties.seam.adapters.vllm import CUSTOM_OPS, FP8_UTILS, NO_EQUIVALENT, SOURCES, USES, UTILS, vllm_backend
+from properties.seam.capabilities import Cell
+from properties.seam.backends import (OPERATIONS, BackendError, NotProvided, _package_version, backend_names,
                                  get_backend, oracle, to_numpy, to_torch)
 
 FP16 = np.float16

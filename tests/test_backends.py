@@ -1,4 +1,4 @@
-"""The backend seam (properties/backends.py): registry, module:attribute, "not provided", byte conversions."""
+"""The backend seam (properties/seam/backends.py): registry, module:attribute, "not provided", byte conversions."""
 
 import os
 import subprocess
@@ -14,8 +14,8 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from properties import backends as B
-from properties.backends import Backend, BackendError, NotProvided, OPERATIONS, get_backend
+from properties.seam import backends as B
+from properties.seam.backends import Backend, BackendError, NotProvided, OPERATIONS, get_backend
 from properties.pytest_plugin import PROFILE_EXAMPLES, default_profile, examples
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_a_skip_inside_hypothesis_stays_a_skip():
 
 def test_summary_counts_not_provided_apart(tmp_path):
     # End to end: a backend without the op gives skips, listed in their own terminal section.
-    (tmp_path / "fake_backend.py").write_text("from properties.backends import Backend\n"
+    (tmp_path / "fake_backend.py").write_text("from properties.seam.backends import Backend\n"
                                               "def make():\n    return Backend('fake', '1', {}, {})\n")
     (tmp_path / "test_fake.py").write_text(textwrap.dedent("""
         import pytest

@@ -8,7 +8,7 @@ error or a silent result; inputs are never mutated.
 Each case is one change to a valid call: `VALID[fn]()` gives keyword arguments that work in both packages
 (checked by test_valid_call_succeeds), and `bad(fn, exc, match, **changes)` replaces some of them. A case runs
 on every package that has the function: marlin_ref with NumPy arrays, marlin_fast with the same arrays as
-torch tensors (properties.backends.torch_adapter). Both must raise `exc`, with a message that starts with the
+torch tensors (properties.seam.backends.torch_adapter). Both must raise `exc`, with a message that starts with the
 function's name and matches `match`. Three families are generated for every valid call instead of being
 written out: each array argument as a list (TypeError), each integer argument as a float (TypeError) and
 each bool flag as the string "False" (TypeError). This file holds the cases of the formats, layouts, scale
@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import marlin_ref
-from properties.backends import torch_adapter
+from properties.seam.backends import torch_adapter
 
 try:
     fast = importlib.import_module("marlin_fast")

@@ -1,4 +1,4 @@
-"""The compliance report (properties.compliance, properties.cells): cells, verdicts, JSON, Markdown,
+"""The compliance report (properties.reporting.compliance, properties.reporting.cells): cells, verdicts, JSON, Markdown,
 and tiny pytest sessions in subprocesses against ref (under pytest-xdist), torch, a backend that
 provides two operations only, and a mutant."""
 
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from properties import compliance
-from properties.backends import OPERATIONS
-from properties.cells import Tally, cell_of, note_cell, recording
-from properties.strategies import ACTIVATION_DTYPES, FP8_SCHEMES, SCALE_DTYPES
-from properties.transforms import by_name
+from properties.reporting import compliance
+from properties.seam.backends import OPERATIONS
+from properties.reporting.cells import Tally, cell_of, note_cell, recording
+from properties.cases.strategies import ACTIVATION_DTYPES, FP8_SCHEMES, SCALE_DTYPES
+from properties.cases.transforms import by_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALES = "tests/test_laws_scales.py"
@@ -52,7 +52,7 @@ def run_pytest(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     ("marlin_permute_bias", {"shape": [32], "dtype": "float32"}, None, ("-", "float32")),
 ])
 def test_cell_of_reads_the_case_fields(op, case, transform, want):
-    # Each axis is a case field named in properties.strategies, read as the module docstring says.
+    # Each axis is a case field named in properties.cases.strategies, read as the module docstring says.
     assert cell_of(op, case, transform=transform) == want
 
 
@@ -197,7 +197,7 @@ def test_torch_names_torch_cuda_and_the_seed(tmp_path):
     assert head["gpu"] == (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
     rows = report["cells"]
     assert {r["operation"] for r in rows} == {"marlin_permute_scales", "marlin_unpermute_scales"}
-    assert {r["scheme"] for r in rows} <= {"channel", "group=32", "group=64", "group=128"}
+    assert {r["scheme"] for r in rows} <= {"channel", "group=32", "group=64", "group=128", "group=K"}
     # the table in the terminal has one line per cell
     lines = [line for line in proc.stdout.splitlines() if line.startswith("torch ")]
     assert len(lines) == len(rows) and all(" passed " in line for line in lines)

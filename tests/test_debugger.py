@@ -1,4 +1,4 @@
-"""The layout debugger (`python -m marlin_ref`) and the mismatch explanation (properties.diagnose), on real
+"""The layout debugger (`python -m marlin_ref`) and the mismatch explanation (properties.strength.diagnose), on real
 outputs of the fast path reached through the backend seam. Expectations come from the inputs and the
 spec's worked examples (§2.3.4), never from the debugger itself."""
 
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from marlin_ref.__main__ import main
-from properties import report
-from properties.backends import get_backend, to_torch
-from properties.diagnose import explain_mismatch
-from properties.transforms import gptq_pack
+from properties.reporting import report
+from properties.seam.backends import get_backend, to_torch
+from properties.strength.diagnose import explain_mismatch
+from properties.cases.transforms import gptq_pack
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 E4M3 = np.dtype(ml_dtypes.float8_e4m3fn)

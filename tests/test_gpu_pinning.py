@@ -1,4 +1,4 @@
-"""properties.gpu_pinning without GPUs: worker ids, the GPU list, the round-robin, and when nothing is pinned."""
+"""properties.seam.gpu_pinning without GPUs: worker ids, the GPU list, the round-robin, and when nothing is pinned."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from properties import gpu_pinning as gp
+from properties.seam import gpu_pinning as gp
 
 
 def no_query():

@@ -3,10 +3,10 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from properties import strategies as S
+from properties.cases import strategies as S
 from properties.laws import check
 from properties.pytest_plugin import examples
-from properties.transforms import by_name
+from properties.cases.transforms import by_name
 
 DENSE, MOE = by_name("prepare_fp8_layer_for_marlin"), by_name("prepare_fp8_moe_layer_for_marlin")
 CONVERT = by_name("convert_fp8_scales")

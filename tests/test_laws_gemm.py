@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, find, given, settings, target, strategies as
 from marlin_ref.marlin_gemm import one_hot_activations
 from marlin_ref.prepare_fp8_layer_for_marlin import prepare_fp8_layer_for_marlin
 from marlin_ref.prepare_mxfp8_layer_for_marlin import prepare_mxfp8_layer_for_marlin
-from properties.backends import get_backend
-from properties.gemm_cases import GEMM_ROWS, build_gemm, check, one_hot_cases, random_cases
+from properties.seam.backends import get_backend
+from properties.cases.gemm_cases import GEMM_ROWS, build_gemm, check, one_hot_cases, random_cases
 from properties.pytest_plugin import examples
-from properties.transforms import E4M3
+from properties.cases.transforms import E4M3
 
 FIND = settings(database=None, max_examples=500, suppress_health_check=list(HealthCheck), deadline=None)
 

@@ -1,6 +1,6 @@
 """Layout laws of the weight path (spec §2.2, §2.3, §6.2), one parametrized body per law over TRANSFORMS.
 
-The backend under test comes from --marlin-backend (properties.backends); the oracle is marlin_ref.
+The backend under test comes from --marlin-backend (properties.seam.backends); the oracle is marlin_ref.
 """
 
 import pytest
@@ -8,8 +8,8 @@ from hypothesis import given, strategies as st
 
 from properties.laws import check
 from properties.pytest_plugin import examples
-from properties.strategies import with_probe
-from properties.transforms import rows
+from properties.cases.strategies import with_probe
+from properties.cases.transforms import rows
 
 LAYOUT = rows("layout")
 REPACK = rows("layout", op="gptq_marlin_repack")

@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 
 from properties.laws import check
 from properties.pytest_plugin import examples
-from properties.transforms import rows
+from properties.cases.transforms import rows
 
 SCALES = rows("scales") + rows("helper")
 

@@ -1,4 +1,4 @@
-"""--marlin-load (properties.loading): libraries and modules load before the backend resolves, in the controller and
+"""--marlin-load (properties.seam.loading): libraries and modules load before the backend resolves, in the controller and
 in every xdist worker; what cannot load is a usage error naming it; replay commands repeat what was loaded."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from properties import loading
-from properties.report import repro_command
+from properties.seam import loading
+from properties.reporting.report import repro_command
 
 torch = pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import pytest
 
 from marlin_ref.marlin_permute_scales import (marlin_permute_scales, marlin_unpermute_scales,
                                               uses_grouped_scale_permutation)
-from properties.backends import get_backend
+from properties.seam.backends import get_backend
 
 # §2.4 example rows (one 64-column row, values = column ids), as printed in the spec
 GROUPED_ROW = [0, 8, 16, 24, 32, 40, 48, 56,

@@ -1,9 +1,9 @@
-"""The suite tests itself: every mutant of properties.mutants must be killed by the property laws.
+"""The suite tests itself: every mutant of properties.strength.mutants must be killed by the property laws.
 
 The catalogue tests are fast and in-process. `test_mutant_is_killed` runs each mutant in its own pytest
-subprocess (properties.kill_matrix, `-x`, only the laws of the operations it replaces, profile ci),
+subprocess (properties.strength.kill_matrix, `-x`, only the laws of the operations it replaces, profile ci),
 two at a time (MARLIN_MUTANT_JOBS), or one per worker under pytest-xdist. The full mutant x law matrix
-is what the CLI does: `python -m properties.kill_matrix --out bench/results/kill_matrix`.
+is what the CLI does: `python -m properties.strength.kill_matrix --out bench/results/kill_matrix`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from marlin_ref.layout import locate
-from properties import mutations as mu
-from properties.backends import OPERATIONS, get_backend
-from properties.gemm_cases import GEMM_ROWS
-from properties.kill_matrix import parse_failure, run_mutant
-from properties.mutants import MUTANTS, mutant_backend
-from properties.transforms import by_name, rows
+from properties.strength import mutations as mu
+from properties.seam.backends import OPERATIONS, get_backend
+from properties.cases.gemm_cases import GEMM_ROWS
+from properties.strength.kill_matrix import parse_failure, run_mutant
+from properties.strength.mutants import MUTANTS, mutant_backend
+from properties.cases.transforms import by_name, rows
 
 # Known survivors and shrinking gaps, each caused by a strategy (strict: fixing the strategy turns the
 # xfail into a failure, which is the reminder to delete the entry).

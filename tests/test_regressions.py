@@ -1,6 +1,6 @@
 """Every saved failing case (tests/regressions/*.json) replays against the backend under test, forever.
 
-A file is written by `--marlin-save-failures` (properties.replay): the law, the registry row and the
+A file is written by `--marlin-save-failures` (properties.reporting.replay): the law, the registry row and the
 shrunk case that failed on some backend. Replaying it needs no Hypothesis search, so a bug once found
 stays tested on every backend. The seed corpus holds cases found on planted mutants
 (mutant:interleave8_identity, mutant:bias_not_permuted): they hold on a correct backend and fail on
@@ -9,7 +9,7 @@ their mutant (tests/test_replay.py checks both). `--marlin-regressions-dir DIR` 
 
 import pytest
 
-from properties import replay
+from properties.reporting import replay
 
 
 def pytest_generate_tests(metafunc):

@@ -1,4 +1,4 @@
-"""Minimal failing cases that replay (properties.replay): a law failure carries its case as JSON and one
+"""Minimal failing cases that replay (properties.reporting.replay): a law failure carries its case as JSON and one
 command; the command reproduces it; --marlin-save-failures writes the file; tests/test_regressions.py
 replays it. The seed corpus in tests/regressions holds on correct backends and fails on its mutants."""
 
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from properties import replay
-from properties.backends import get_backend
+from properties.reporting import replay
+from properties.seam.backends import get_backend
 from properties.laws import check
-from properties.report import repro_command
-from properties.transforms import by_name
+from properties.reporting.report import repro_command
+from properties.cases.transforms import by_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "tests" / "regressions"
@@ -110,8 +110,8 @@ def test_load_rejects_bad_files(tmp_path):
 
 
 def test_gemm_law_failures_save_and_replay(tmp_path):
-    # The GEMM laws (properties.gemm_cases) note their own command; their cases save and replay the same way.
-    from properties import gemm_cases
+    # The GEMM laws (properties.cases.gemm_cases) note their own command; their cases save and replay the same way.
+    from properties.cases import gemm_cases
 
     case = {"scheme": "channel", "dtype": "float16", "size_k": 128, "size_n": 64, "activations": "one_hot",
             "rows": 1, "act_exponent": 0, "bias": True, "specials": "none", "seed": 0}
@@ -120,7 +120,7 @@ def test_gemm_law_failures_save_and_replay(tmp_path):
                          gemm_cases.GEMM_ROW, case)
     (found,) = replay.failures_of(failure.value)
     assert (found.law, found.transform, found.case) == ("gemm_one_hot_is_exact", "marlin_gemm", case)
-    assert found.command() == gemm_cases.repro_command("gemm_one_hot_is_exact", case, found.backend)
+    assert found.command() == repro_command("gemm_one_hot_is_exact", "marlin_gemm", case, found.backend)
     path, _ = replay.save(found, tmp_path, backend="mutant:gemm_bias_logical_order")
     assert replay.load(path)["op"] == "marlin_gemm"
     replay.replay_file(path, "torch")               # (the oracle has no marlin_gemm: not provided there)

@@ -1,5 +1,5 @@
 """Shared pieces of the GPU tier: the CUDA skip marks, Marlin layers built by the oracle, and the calls
-into the CUDA kernels (marlin_fast.cuda) with NumPy in and out, converted by bytes (properties.backends).
+into the CUDA kernels (marlin_fast.cuda) with NumPy in and out, converted by bytes (properties.seam.backends).
 
 Every expectation comes from marlin_ref (the NumPy oracle): layouts by bytes, one-hot GEMMs by
 `one_hot_expected`, random GEMMs through `properties.laws.assert_within_gemm_bound` (the only home of
@@ -17,7 +17,7 @@ import pytest
 
 import marlin_ref as mr
 from marlin_ref.marlin_gemm import dequantize_marlin_weight
-from properties.backends import to_numpy, to_torch
+from properties.seam.backends import to_numpy, to_torch
 
 
 def cuda_available() -> bool:

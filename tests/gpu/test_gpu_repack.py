@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import marlin_ref as mr
 from gpu_cases import CUDA_MARKS, TILE_K, TILE_N, assert_same_bytes, dev, host, kernels
-from properties.backends import get_backend
+from properties.seam.backends import get_backend
 from properties.pytest_plugin import examples
 
 pytestmark = CUDA_MARKS

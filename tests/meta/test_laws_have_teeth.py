@@ -3,7 +3,7 @@
 Each row wraps the `torch` backend, breaks one operation the way real code breaks (spec §6.1, §6.3),
 and runs the law function directly on the smallest case that shows the bug (found with hypothesis.find,
 so the case format stays the strategies'). The same law must pass on the unbroken backend first, so the
-failure is the bug's. The larger mutant catalogue and its kill matrix live in properties/mutants.py.
+failure is the bug's. The larger mutant catalogue and its kill matrix live in properties/strength/mutants.py.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, find, settings
 
-from properties import strategies as S
-from properties.backends import get_backend
+from properties.cases import strategies as S
+from properties.seam.backends import get_backend
 from properties.laws import LAWS, check, main
-from properties.transforms import by_name
+from properties.cases.transforms import by_name
 
 FIND = settings(database=None, max_examples=2000, suppress_health_check=list(HealthCheck), deadline=None)
 

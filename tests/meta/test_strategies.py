@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, find, given, settings, strategies as st
 
-from properties import strategies as S
-from properties import transforms as T
-from properties.backends import oracle
+from properties.cases import strategies as S
+from properties.cases import transforms as T
+from properties.seam.backends import oracle
 from properties.laws import run_op
 from properties.pytest_plugin import examples
 

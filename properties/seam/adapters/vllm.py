@@ -26,7 +26,7 @@ provided", with each place looked in and why; without vLLM every op is "not prov
                                          fp8.prepare_moe_fp8_layer_for_marlin(layer, size_k_first) (older)
     prepare_mxfp8_layer_for_marlin       fp8.prepare_mxfp8_layer_for_marlin(layer)
     prepare_mxfp8_moe_layer_for_marlin   fp8.prepare_mxfp8_moe_layer_for_marlin(layer, w13, w2, s13, s2)
-    marlin_gemm                          _C.marlin_gemm or _C.gptq_marlin_gemm, through properties.adapters.marlin_ops
+    marlin_gemm                          _C.marlin_gemm or _C.gptq_marlin_gemm, through properties.seam.adapters.marlin_ops
 
     fp8 = marlin_utils_fp8 and utils = marlin_utils (in vllm.model_executor.layers.quantization.utils);
     ops = vllm._custom_ops, Python wrappers of the compiled ops; _C = torch.ops._C, the compiled ops.
@@ -68,10 +68,10 @@ from typing import Callable, NamedTuple
 
 from marlin_ref.prepare_fp8_layer_for_marlin import MarlinLayer
 from marlin_ref.prepare_fp8_moe_layer_for_marlin import MarlinMoeLayer
-from properties.adapters.marlin_ops import (REPACK_ARGS, REPACK_REQUIRED, REPACK_SCHEMAS, Unsupported,
+from properties.seam.adapters.marlin_ops import (REPACK_ARGS, REPACK_REQUIRED, REPACK_SCHEMAS, Unsupported,
                                             check_arguments, find_op, gemm_op, kernel_gap, repack_capability,
                                             repack_caller, schema_label, signature)
-from properties.backends import OPERATIONS, Backend, BackendError, NotProvided, register_backend, torch_adapter
+from properties.seam.backends import OPERATIONS, Backend, BackendError, NotProvided, register_backend, torch_adapter
 
 NAME = "vllm"
 _UTILS = "vllm.model_executor.layers.quantization.utils"
@@ -148,7 +148,7 @@ class _Context:
         self.fns = {}       # contract op -> the vLLM function chosen for it
         self.first = {}     # contract op -> (where, kernel gap or None) of the first place vLLM has it
         self.labels = {}    # where -> what was detected there (a signature's version), for the version string
-        self.capabilities = {}  # contract op -> what the detected signature provides (properties.capabilities)
+        self.capabilities = {}  # contract op -> what the detected signature provides (properties.seam.capabilities)
 
     def permute_bias(self, op: str):
         fn = self.fns.get("marlin_permute_bias")

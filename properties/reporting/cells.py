@@ -1,12 +1,12 @@
 """The compliance report's cells: which (operation, scale scheme, dtype) one law check exercised.
 
 `properties.laws.check` calls `note_cell(backend, row, case, outcome)` once per check, with
-outcome "passed", "failed" or "not provided". While the compliance plugin (properties.compliance)
+outcome "passed", "failed" or "not provided". While the compliance plugin (properties.reporting.compliance)
 records a test, the call counts into that test's tally; outside a recording it does nothing, so
 `python -m properties.laws` and plain library use pay nothing. Only checks on the backend under test
 are counted (a meta test that calls a law on a planted mutant is not that backend's verdict).
 
-A case is a small JSON dict (properties.strategies); `cell_of` reads its axes from the case fields:
+A case is a small JSON dict (properties.cases.strategies); `cell_of` reads its axes from the case fields:
 
     scheme   the checkpoint scale scheme ("channel", "tensor", "shard_equal", "shard_widths", "block";
              MoE: "w13/w2" when they differ), "mx" for the MXFP8 e8m0 path, "channel" / "group=<g>"
@@ -38,7 +38,13 @@ _PACK_DTYPES = {"fp8": "float8_e4m3fn", "uint8": "uint8"}
 
 
 def _group(case: dict) -> str:
-    return "channel" if case["group_size"] == -1 else f"group={case['group_size']}"
+    """"channel", "group=<g>", or "group=K" for a scale grid of one group spanning K (any K: the channel-wise
+    permutation, §2.4)."""
+    if case["group_size"] == -1:
+        return "channel"
+    if case.get("groups") == 1 and case["group_size"] == case.get("size_k"):
+        return "group=K"
+    return f"group={case['group_size']}"
 
 
 def cell_of(op: str, case: dict, *, transform: str | None = None) -> tuple[str, str]:
@@ -103,7 +109,7 @@ def recording(tally: Tally | None):
 
 
 def note_cell(backend: str, row, case: dict, outcome: str) -> None:
-    """Count one law check on `row` (a properties.transforms.Transform) with `case` on the backend
+    """Count one law check on `row` (a properties.cases.transforms.Transform) with `case` on the backend
     named `backend`; a no-op unless a recording for that backend is active."""
     tally = _ACTIVE[0]
     if tally is None or backend != tally.backend:

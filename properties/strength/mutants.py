@@ -2,8 +2,8 @@
 
 Each `Mutant` names the bug, the spec section and the real issue or PR it imitates (spec §6.1, §6.3),
 the contract operations it replaces, and the smallest case that can show it. `mutant.backend(base)`
-is `base.replaced("mutant:<name>", ...)` (properties/backends.py): every other operation is the
-correct one, and the laws never change. The kill matrix (properties/kill_matrix.py) requires the
+is `base.replaced("mutant:<name>", ...)` (properties/seam/backends.py): every other operation is the
+correct one, and the laws never change. The kill matrix (properties/strength/kill_matrix.py) requires the
 property suite to kill every mutant.
 
 Selecting one on the command line (the default base is the `torch` backend):
@@ -11,7 +11,7 @@ Selecting one on the command line (the default base is the `torch` backend):
     --marlin-backend mutant:interleave8_identity          the `mutant` scheme (registered on import
                                                           of this module, see `register`)
     --marlin-backend mutant:interleave8_identity@ref      the same bug on top of the NumPy oracle
-    --marlin-backend properties.mutants:interleave8_identity   the plain module:attribute form
+    --marlin-backend properties.strength.mutants:interleave8_identity   the plain module:attribute form
 
     >>> sorted(MUTANTS)[:3]
     ['act_order_perm_ignored', 'bias_grouped_perm', 'bias_not_permuted']
@@ -33,8 +33,8 @@ from marlin_ref.formats import (BF16, E4M3_NAN_CODE, E8M0, E8M0_NAN_CODE, KERNEL
                                 exponent_bias_of, round_to_dtype)
 from marlin_ref.layout import MX_BLOCK, SINGLE_PERM_CHUNK, TILE_N
 from marlin_ref.marlin_gemm import ieee_matmul
-from properties import mutations as mu
-from properties.backends import OPERATIONS, Backend, get_backend, register_scheme
+from properties.strength import mutations as mu
+from properties.seam.backends import OPERATIONS, Backend, get_backend, register_scheme
 
 DEFAULT_BASE = "torch"
 SCHEME = "mutant"
@@ -690,7 +690,7 @@ def mutant_backend(spec: str) -> Backend:
 
 
 def register() -> None:
-    """Make `mutant:<name>` resolvable by properties.backends.get_backend (idempotent)."""
+    """Make `mutant:<name>` resolvable by properties.seam.backends.get_backend (idempotent)."""
     register_scheme(SCHEME, mutant_backend)
 
 
@@ -698,7 +698,7 @@ register()
 
 
 def __getattr__(name: str):
-    """`properties.mutants:<name>` on the command line: a factory returning the mutant backend."""
+    """`properties.strength.mutants:<name>` on the command line: a factory returning the mutant backend."""
     if name in MUTANTS:
         return _named(name, lambda: mutant_backend(name))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """GEMM cases and laws: `marlin_gemm` through the backend seam, on Marlin tensors the oracle prepared (spec §3).
 
-A case is a small JSON dict, like every case of properties.strategies:
+A case is a small JSON dict, like every case of properties.cases.strategies:
 
     {"scheme": "channel" | "group128" | "mx", "dtype": "float16" | "bfloat16" (mx: bfloat16 only),
      "size_k": K, "size_n": N, "activations": "one_hot" | "identity" | "normal", "rows": M,
@@ -15,7 +15,7 @@ ORACLE's pipelines (marlin_ref.prepare_*), so a law exercises the GEMM alone. Ac
 at random k ("one_hot", M rows), the identity ("identity", M = K: every W[k, n] is read out), or
 normal values times 2^act_exponent rounded to dtype ("normal").
 
-Laws (`GEMM_LAWS`), run through `check` (counts the compliance cell, adds the one-line reproduction):
+Laws (`LAWS`), run through `check` (counts the compliance cell, adds the one-line reproduction):
 
     gemm_one_hot_is_exact   one-hot rows read out one_hot_expected(W_eff) bit for bit (§3.6), zeros by
                             value (-0 reads out as +0, §3.4), NaN where NaN
@@ -25,7 +25,7 @@ Laws (`GEMM_LAWS`), run through `check` (counts the compliance cell, adds the on
 A row of the output is NOT independent of M in the kernel (§3.3), so no law compares rows across batches.
 Replay one case without Hypothesis:
 
-    python -m properties.gemm_cases gemm_one_hot_is_exact '{"scheme": "channel", ...}' --backend torch
+    python -m properties.laws gemm_one_hot_is_exact marlin_gemm '{"scheme": "channel", ...}' --backend torch
 
     >>> case = {"scheme": "mx", "dtype": "bfloat16", "size_k": 64, "size_n": 128, "activations": "identity",
     ...         "rows": 64, "bias": True, "specials": "none", "seed": 0}
@@ -36,9 +36,7 @@ Replay one case without Hypothesis:
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,12 +48,11 @@ from marlin_ref.marlin_gemm import (dequantize_marlin_weight, ieee_matmul, marli
                                     one_hot_activations, one_hot_expected)
 from marlin_ref.prepare_fp8_layer_for_marlin import prepare_fp8_layer_for_marlin
 from marlin_ref.prepare_mxfp8_layer_for_marlin import prepare_mxfp8_layer_for_marlin
-from properties import report
-from properties import strategies as S
-from properties import transforms as T
-from properties.backends import Backend, get_backend
+from properties.reporting import report
+from properties.cases import strategies as S
+from properties.cases import transforms as T
+from properties.seam.backends import Backend
 from properties.laws import assert_within_gemm_bound, run_counted, run_op
-from properties.loading import load_all, load_arguments
 
 OP = "marlin_gemm"
 SCHEMES = ("channel", "group128", "mx")
@@ -230,34 +227,17 @@ def gemm_within_bound(backend: Backend, row: T.Transform, case: dict) -> float:
     return float(ratio[finite].max()) if finite.any() else 0.0
 
 
-GEMM_LAWS = {f.__name__: f for f in (gemm_one_hot_is_exact, gemm_within_bound)}
+LAWS = {f.__name__: f for f in (gemm_one_hot_is_exact, gemm_within_bound)}
 
 
-def repro_command(law: str, case: dict, backend: str, loads=None) -> str:
-    return (f"python -m properties.gemm_cases {law} '{json.dumps(case, separators=(',', ':'))}' "
-            f"--backend '{backend}'{load_arguments(loads)}")
+def row_named(name: str) -> T.Transform:
+    if name != GEMM_ROW.name:
+        raise ValueError(f"gemm_cases: transform={name!r} of a GEMM law must be {GEMM_ROW.name!r}")
+    return GEMM_ROW
 
 
 def check(law: str, backend: Backend, row: T.Transform, case: dict):
     """Run one GEMM law on one case (like properties.laws.check): the compliance cell is counted and a
     failure gets the one-line reproduction as a note. Returns the law's result."""
     __tracebackhide__ = True
-    return run_counted(GEMM_LAWS[law], backend, row, case, repro_command(law, case, backend.name))
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m properties.gemm_cases", description="Replay one GEMM case.")
-    parser.add_argument("law", choices=sorted(GEMM_LAWS))
-    parser.add_argument("case", help="the case as JSON")
-    parser.add_argument("--backend", default=None)
-    parser.add_argument("--load", action="append", default=[], metavar="PATH_OR_MODULE",
-                        help="load a library or module first (as --marlin-load does)")
-    args = parser.parse_args(argv)
-    load_all(args.load)
-    check(args.law, get_backend(args.backend), GEMM_ROW, json.loads(args.case))
-    print(f"{args.law} holds for {OP} on {args.case}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run_counted(LAWS[law], backend, row, case, report.repro_command(law, row.name, case, backend.name))

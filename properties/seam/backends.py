@@ -18,7 +18,7 @@ Names `get_backend` resolves, in this order:
     "module:attribute"     the object at that path (dotted attribute; empty = the module itself):
                            * a Backend is used as is;
                            * an object may declare what it provides cell by cell in MARLIN_CAPABILITIES
-                             (properties.capabilities); undeclared ops provide every cell;
+                             (properties.seam.capabilities); undeclared ops provide every cell;
                            * an object with op-named attributes (module, torch.ops namespace, instance)
                              is adapted: each op-named callable becomes an op. Array convention, per op:
                              the object's `MARLIN_ARRAYS` ("numpy" or "torch") if it sets one, else
@@ -44,7 +44,7 @@ from typing import Any, Callable, Mapping
 import ml_dtypes
 import numpy as np
 
-from properties.capabilities import EVERYTHING, Capability, Cell, from_declaration
+from properties.seam.capabilities import EVERYTHING, Capability, Cell, from_declaration
 
 # op name -> module stem in marlin_ref / marlin_fast (design.md, "One name per transform")
 OPERATIONS: dict[str, str] = {
@@ -175,7 +175,7 @@ def torch_adapter(fn: Callable, device: str = "cpu") -> Callable:
 @dataclass
 class Backend:
     """name, version, ops {op name: NumPy-in NumPy-out callable}, missing {op name: reason}, capabilities
-    {op name: Capability} (an op without an entry provides every cell of the contract; properties.capabilities)."""
+    {op name: Capability} (an op without an entry provides every cell of the contract; properties.seam.capabilities)."""
 
     name: str
     version: str
@@ -372,7 +372,7 @@ def _torch_cuda_backend() -> Backend:
 _FACTORIES: dict[str, Callable[[], Backend]] = {}
 _SCHEMES: dict[str, Callable[[str], Backend]] = {}
 _CACHE: dict[str, Backend] = {}
-_LAZY_SCHEMES = {"mutant": "properties.mutants"}   # schemes whose module registers them on import
+_LAZY_SCHEMES = {"mutant": "properties.strength.mutants"}   # schemes whose module registers them on import
 
 
 def register_backend(name: str, factory: Callable[[], Backend]) -> None:
@@ -463,6 +463,6 @@ def oracle() -> Backend:
     return get_backend("ref")
 
 
-from properties.adapters import register as _register_adapters  # noqa: E402  ("vllm", "marlin-ops:<ns>")
+from properties.seam.adapters import register as _register_adapters  # noqa: E402  ("vllm", "marlin-ops:<ns>")
 
 _register_adapters()

@@ -1,7 +1,7 @@
 """The compliance report: backend x operation x scale scheme x dtype, passed / failed / not provided.
 
 A pytest plugin (loaded by properties.pytest_plugin). While a test runs, every law check on the
-backend under test is counted into the cell of its case (properties.cells: `laws.check` calls
+backend under test is counted into the cell of its case (properties.reporting.cells: `laws.check` calls
 `note_cell`). At the end of the run the cells are summed over tests and over pytest-xdist workers
 (each worker sends its per-test records through `config.workeroutput`, as example_counter does), and
 
@@ -11,7 +11,7 @@ backend under test is counted into the cell of its case (properties.cells: `laws
 
 A cell's result: **failed** if a check of that cell failed in any test (a test that failed outside
 its checks, e.g. a Hypothesis health check, fails all its cells), else **passed** if one passed, else
-**not provided** (the backend lacks the operation: properties.backends.NotProvided); an operation
+**not provided** (the backend lacks the operation: properties.seam.backends.NotProvided); an operation
 that is not provided at all is one row with scheme and dtype "*". `examples` are the Hypothesis
 examples behind the cell (each example of a law test makes one check); their sum over a test equals
 example_counter's count for that test, which the JSON lists per test. The header names the backend
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import pytest
 
-from properties import cells
-from properties.backends import OPERATIONS, NotProvided, get_backend
+from properties.reporting import cells
+from properties.seam.backends import OPERATIONS, NotProvided, get_backend
 
 FORMAT = "marlin-compliance/1"
 ALL = "*"          # scheme and dtype of an operation the backend does not provide at all
@@ -69,7 +69,7 @@ def _session_backend(config: pytest.Config) -> tuple[str, str]:
 
 def _row_op(item: pytest.Item) -> str | None:
     """The operation of the registry row a law test is parametrized with, if any."""
-    from properties.transforms import Transform
+    from properties.cases.transforms import Transform
 
     params = getattr(getattr(item, "callspec", None), "params", {})
     row = next((v for v in params.values() if isinstance(v, Transform)), None)
@@ -285,7 +285,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     nodes, path = config.stash[_NODES], config.getoption("--marlin-report")
     if not nodes and not path:
         return
-    from properties.example_counter import example_counts
+    from properties.reporting.counters import example_counts
 
     report = build_report(nodes, header(config), dict(example_counts(config)))
     if config.get_verbosity() >= 0:

@@ -42,9 +42,9 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from properties.backends import (OPERATIONS, Backend, NotProvided, _package_version, adapt, register_scheme,
+from properties.seam.backends import (OPERATIONS, Backend, NotProvided, _package_version, adapt, register_scheme,
                                  torch_adapter)
-from properties.capabilities import EVERYTHING, Capability
+from properties.seam.capabilities import EVERYTHING, Capability
 
 SCHEME = "marlin-ops"
 

@@ -1,7 +1,7 @@
 """Hypothesis strategies for valid Marlin inputs, built by construction (no .filter for divisibility).
 
 Every strategy draws a *case*: a small JSON-able dict of tile counts, dtypes, scheme names and a seed.
-`properties.transforms` turns a case into arrays with `np.random.default_rng(seed)`, so a failing case
+`properties.cases.transforms` turns a case into arrays with `np.random.default_rng(seed)`, so a failing case
 prints as one short line of JSON and replays without Hypothesis. Shapes are drawn as tile counts, never
 as sizes, and every strategy shrinks towards its smallest legal shape (K=16, N=64 for the repack; the
 aligned (K, N) = (128, 64) for the prepare pipelines), towards seed 0 and towards no planted codes.

@@ -1,11 +1,11 @@
-"""Adapters of external implementations to the backend seam (properties.backends).
+"""Adapters of external implementations to the backend seam (properties.seam.backends).
 
-    "vllm"               vLLM's own Python functions, when vLLM is importable (properties.adapters.vllm)
+    "vllm"               vLLM's own Python functions, when vLLM is importable (properties.seam.adapters.vllm)
     "marlin-ops:<ns>"    any torch.ops.<ns> registering vLLM's Marlin op schemas, with marlin_fast's
-                         transforms around it (properties.adapters.marlin_ops)
+                         transforms around it (properties.seam.adapters.marlin_ops)
 
 `register()` adds both names to the registry. It imports neither torch, vLLM nor the adapter modules (the
-factories do, on first use), so properties.backends may call it while it is itself being imported.
+factories do, on first use), so properties.seam.backends may call it while it is itself being imported.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import importlib
 
 # registry name (or scheme) -> (module, factory); "scheme:" marks a scheme
 ADAPTERS = {
-    "vllm": ("properties.adapters.vllm", "vllm_backend"),
-    "marlin-ops:": ("properties.adapters.marlin_ops", "marlin_ops_backend"),
+    "vllm": ("properties.seam.adapters.vllm", "vllm_backend"),
+    "marlin-ops:": ("properties.seam.adapters.marlin_ops", "marlin_ops_backend"),
 }
 
 
@@ -27,8 +27,8 @@ def _lazy(module: str, factory: str):
 
 
 def register() -> None:
-    """Register "vllm" and the "marlin-ops" scheme with properties.backends (idempotent)."""
-    from properties.backends import register_backend, register_scheme
+    """Register "vllm" and the "marlin-ops" scheme with properties.seam.backends (idempotent)."""
+    from properties.seam.backends import register_backend, register_scheme
 
     for name, (module, factory) in ADAPTERS.items():
         if name.endswith(":"):

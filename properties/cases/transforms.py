@@ -1,6 +1,6 @@
 """TRANSFORMS: one registry row per operation under test, so each law is one parametrized test body.
 
-A row names the operation, the strategy of its cases (`properties.strategies`), how a case becomes the
+A row names the operation, the strategy of its cases (`properties.cases.strategies`), how a case becomes the
 operation's keyword arguments (`build`, deterministic: `np.random.default_rng(seed)`), its inverse (if
 any) and what the inverse must give back (`restore`), and the layouts a failure report speaks in.
 
@@ -22,8 +22,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from marlin_ref.layout import MX_BLOCK, pack_factor
-from properties import report
-from properties import strategies as S
+from properties.reporting import report
+from properties.cases import strategies as S
 
 E4M3 = np.dtype(ml_dtypes.float8_e4m3fn)
 E8M0 = np.dtype(ml_dtypes.float8_e8m0fnu)
@@ -115,7 +115,7 @@ def perm_for(case: dict) -> np.ndarray | None:
 @dataclass(frozen=True)
 class Transform:
     name: str                                    # pytest id
-    op: str                                      # operation in properties.backends.OPERATIONS
+    op: str                                      # operation in properties.seam.backends.OPERATIONS
     family: str                                  # "layout", "scales", "helper", "prepare"
     cases: Callable[[], st.SearchStrategy]       # valid cases, shrinking to the smallest
     build: Callable[[dict], dict]                # case -> keyword arguments of op

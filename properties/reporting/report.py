@@ -214,10 +214,10 @@ def assert_fields_bit_exact(got, want, *, where: str, layouts: dict) -> None:
 
 def repro_command(law: str, transform: str, case: dict, backend: str, loads=None) -> str:
     """One shell line that replays a law on one case without Hypothesis (run from the repo root); `loads`:
-    what to load first (default: what this process loaded, properties.loading)."""
+    what to load first (default: what this process loaded, properties.seam.loading)."""
     import json
 
-    from properties.loading import load_arguments
+    from properties.seam.loading import load_arguments
 
     return (f"python -m properties.laws {law} '{transform}' '{json.dumps(case, separators=(',', ':'))}' "
             f"--backend '{backend}'{load_arguments(loads)}")
