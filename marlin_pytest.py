@@ -23,7 +23,7 @@ from __future__ import annotations
 import pytest
 
 PLUGIN = "properties.pytest_plugin"
-ENV_BACKEND = "MARLIN_BACKEND"      # read only once the suite is active (properties.backends.ENV_VAR)
+ENV_BACKEND = "MARLIN_BACKEND"      # read only once the suite is active (properties.seam.backends.ENV_VAR)
 
 # option -> addoption keywords; every option of the suite lives here, so a late activation still parses them all
 OPTIONS = {

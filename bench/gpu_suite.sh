@@ -22,7 +22,7 @@ timeout ${SUITE_TIMEOUT:-330} python3 -m pytest -n ${WORKERS:-16} -p no:cachepro
   --marlin-backend=cuda --marlin-report="$OUT/compliance" 2>&1 | tee -a "$OUT/suite.log" | tail -8
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 args=(); for m in $GEMM_MUTANTS; do args+=(--mutant "$m"); done
-MARLIN_KILL_PROFILE=gpu timeout 150 python3 -m properties.kill_matrix --base cuda --relevant "${args[@]}" \
+MARLIN_KILL_PROFILE=gpu timeout 150 python3 -m properties.strength.kill_matrix --base cuda --relevant "${args[@]}" \
   --out "$OUT/kill_matrix_gpu" 2>&1 | tee "$OUT/kill_matrix_gpu.log" | tail -8
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 timeout 150 bash bench/sanitize.sh > "$OUT/sanitize.log" 2>&1 || status=1

@@ -9,8 +9,8 @@ import torch
 
 from marlin_fast import cuda
 from marlin_ref.marlin_gemm import dequantize_marlin_weight
-from properties.backends import to_numpy, to_torch
-from properties.gemm_cases import build_gemm
+from properties.seam.backends import to_numpy, to_torch
+from properties.cases.gemm_cases import build_gemm
 
 CASE = ('{"scheme":"mx","dtype":"bfloat16","size_k":64,"size_n":384,"activations":"normal","rows":13,'
         '"act_exponent":0,"bias":false,"specials":"many","seed":87}')
