@@ -30,9 +30,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from properties.reporting.compliance import not_provided_reason
 from properties.seam import loading
 from properties.seam.gpu_pinning import pin_worker_to_gpu
-from properties.seam.backends import DEFAULT_BACKEND, ENV_VAR, NotProvided, check_backend_name, get_backend
+from properties.seam.backends import DEFAULT_BACKEND, ENV_VAR, check_backend_name, get_backend
 
 pytest_plugins = ["properties.reporting.counters",  # --marlin-count-examples, the CI floor on examples run
                   "properties.reporting.compliance",       # the compliance table, --marlin-report
@@ -77,6 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
         loading.load_all(loading.requested(config.getoption("--marlin-load")))
     except loading.LoadError as exc:
         raise pytest.UsageError(str(exc)) from None
+    config.addinivalue_line("markers", "marlin_backend: a test of the backend under test (set by the suite)")
     chosen = settings.get_current_profile_name()   # "default", Hypothesis' own "ci" (env CI), or the project's
     register_profiles(Path(config.rootpath))
     if chosen in HYPOTHESIS_BUILTIN_PROFILES:      # else a profile the project loaded itself stays loaded
@@ -85,6 +87,27 @@ def pytest_configure(config: pytest.Config) -> None:
         check_backend_name(backend_name(config))
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test of the backend under test `marlin_backend`: `-m marlin_backend` selects exactly the tests the
+    compliance table counts, so pytest's totals and the table's can be compared."""
+    from properties.reporting.compliance import uses_backend
+
+    for item in items:
+        if uses_backend(item):
+            item.add_marker("marlin_backend")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test about a cell the backend under test does not provide is "not provided" before it draws anything
+    (properties.seam.capabilities; the cell is the test's `cell` parameter or its marlin_cell marker)."""
+    from properties.reporting.compliance import item_cell, uses_backend
+
+    cell = item_cell(item)
+    if cell is not None and uses_backend(item):
+        get_backend(backend_name(item.config)).require_cell(cell)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -109,18 +132,8 @@ def oracle():
     return get_backend("ref")
 
 
-def _not_provided_reason(report) -> str | None:
-    longrepr = getattr(report, "longrepr", None)
-    if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        reason = str(longrepr[2])
-        reason = reason.removeprefix("Skipped: ")
-        if reason.startswith(NotProvided.PREFIX):
-            return reason
-    return None
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    reasons = Counter(r for r in map(_not_provided_reason, terminalreporter.stats.get("skipped", [])) if r)
+    reasons = Counter(r for r in map(not_provided_reason, terminalreporter.stats.get("skipped", [])) if r)
     if not reasons:
         return
     terminalreporter.section("marlin: not provided by the backend under test")

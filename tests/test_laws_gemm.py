@@ -16,27 +16,32 @@ from marlin_ref.marlin_gemm import one_hot_activations
 from marlin_ref.prepare_fp8_layer_for_marlin import prepare_fp8_layer_for_marlin
 from marlin_ref.prepare_mxfp8_layer_for_marlin import prepare_mxfp8_layer_for_marlin
 from properties.seam.backends import get_backend
-from properties.cases.gemm_cases import GEMM_ROWS, build_gemm, check, one_hot_cases, random_cases
+from properties.cases.gemm_cases import (GEMM_ROWS, NORMAL, OP, ONE_HOT, build_gemm, check, one_hot_cases,
+                                         random_cases)
+from properties.cases.transforms import cell_ids, cells_of
 from properties.pytest_plugin import examples
 from properties.cases.transforms import E4M3
 
 FIND = settings(database=None, max_examples=500, suppress_health_check=list(HealthCheck), deadline=None)
 
 
-@pytest.mark.parametrize("row", GEMM_ROWS, ids=str)
+GEMM = cells_of(GEMM_ROWS)
+
+
+@pytest.mark.parametrize("row, cell", GEMM, ids=cell_ids(GEMM))
 @given(data=st.data())
 @examples(1.5)
-def test_gemm_one_hot_is_exact(backend, row, data):
+def test_gemm_one_hot_is_exact(backend, row, cell, data):
     # One-hot rows (M <= 8, M > 8, the identity) read out RT(W_eff[hot, n]) (+ bias) bit for bit.
-    check("gemm_one_hot_is_exact", backend, row, data.draw(one_hot_cases(), label="case"))
+    check("gemm_one_hot_is_exact", backend, row, data.draw(row.cases_in(cell, activations=ONE_HOT), label="case"))
 
 
-@pytest.mark.parametrize("row", GEMM_ROWS, ids=str)
+@pytest.mark.parametrize("row, cell", GEMM, ids=cell_ids(GEMM))
 @given(data=st.data())
 @examples(1.5)
-def test_gemm_within_bound(backend, row, data):
+def test_gemm_within_bound(backend, row, cell, data):
     # Normal activations: |out - a @ W_eff (+ b)| <= marlin_gemm_error_bound, steered to the worst ratio.
-    ratio = check("gemm_within_bound", backend, row, data.draw(random_cases(), label="case"))
+    ratio = check("gemm_within_bound", backend, row, data.draw(row.cases_in(cell, activations=NORMAL), label="case"))
     target(ratio, label="max |err| / bound")
 
 
@@ -75,10 +80,10 @@ def _run(backend, layer, a):
 
 @pytest.mark.parametrize("scheme, size_k, want", [
     # (A) Σ x·u first, then × S: (0.5625 - 0.5)·S = 0.0625 + 2^-14, on the fp16 grid (ulp 2^-14 there).
-    ("channel", 128, 0.0625 + 2.0 ** -14),
+    pytest.param("channel", 128, 0.0625 + 2.0 ** -14, marks=pytest.mark.marlin_cell(OP, "channel", "float16")),
     # (B) B = RT(u·S) first: RT(0.5625 + 2^-11 + 2^-14) = 0.5625 + 2^-11 (ulp 2^-11, 1/8 ulp dropped)
     #     minus 0.5 + 2^-11 (exact): 0.0625.
-    ("group128", 256, 0.0625),
+    pytest.param("group128", 256, 0.0625, marks=pytest.mark.marlin_cell(OP, "group128", "float16")),
 ])
 def test_scale_is_applied_where_the_scheme_says(backend, scheme, size_k, want):
     # §3.2: channel-wise scales multiply the accumulator, group-128 scales the dequantized weight.
@@ -94,6 +99,7 @@ def test_scale_is_applied_where_the_scheme_says(backend, scheme, size_k, want):
     assert out[0, 0] == want and not out[0, 1:].any()
 
 
+@pytest.mark.marlin_cell(OP, "channel", "float16", "bias")
 def test_bias_is_added_in_logical_order_after_rounding(backend):
     # §2.5, §3.2: W[3, 5] = 2.0 (0x40), S = 0.75 -> 1.5; logical bias b[n] = n/16, passed permuted.
     w = np.zeros((128, 64), np.uint8)
@@ -106,6 +112,7 @@ def test_bias_is_added_in_logical_order_after_rounding(backend):
     assert np.array_equal(out[0], want)
 
 
+@pytest.mark.marlin_cell(OP, "channel", "float16")
 def test_nan_codes_read_as_480_times_the_scale(backend):
     # §3.1, §3.4: 0x7F / 0xFF dequantize to ±1.875·2^-8, i.e. ±480·S = ±240 for S = 0.5; no NaN.
     w = np.zeros((128, 64), np.uint8)
@@ -115,6 +122,7 @@ def test_nan_codes_read_as_480_times_the_scale(backend):
     assert out[:, 0].tolist() == [240.0, -240.0] and not out[:, 1:].any()
 
 
+@pytest.mark.marlin_cell(OP, "mx", "bfloat16")
 def test_mx_boundary_bytes(backend):
     # §3.1, §3.4: e8m0 byte 0 -> 0 (not 2^-127), 255 -> +inf (so 0·inf = NaN down the whole column),
     # 130 -> 8; every weight 1.0 (0x38), K = 64 (2 groups), N = 128 (§4.2's K % 64, N % 128 shape).

@@ -65,12 +65,12 @@ def test_selection_rule(size_k, group_size, grouped):
     assert uses_grouped_scale_permutation(size_k, group_size) is grouped
 
 
-@pytest.mark.parametrize("backend", ["ref", "torch"])
+@pytest.mark.parametrize("package", ["ref", "torch"])
 @pytest.mark.parametrize("size_k", [16, 48, 256, 384, 4096])
-def test_group_size_equal_to_size_k_is_the_channelwise_permutation(backend, size_k):
+def test_group_size_equal_to_size_k_is_the_channelwise_permutation(package, size_k):
     # §2.4, §9: one group of any size (vLLM accepts it) takes the single table, bit for bit the
     # channel-wise (group_size=-1) result, and unpermutes back; the kernel sees G = 1, channel-wise.
-    b = get_backend(backend)
+    b = get_backend(package)
     s = np.random.default_rng(size_k).standard_normal((1, 128)).astype(np.float16)
     one_group = b.marlin_permute_scales(s=s, size_k=size_k, size_n=128, group_size=size_k)
     channel = b.marlin_permute_scales(s=s, size_k=size_k, size_n=128, group_size=-1)

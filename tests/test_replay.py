@@ -23,7 +23,7 @@ from properties.cases.transforms import by_name
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED_CORPUS = ROOT / "tests" / "regressions"
-BIAS_TEST = "tests/test_laws_scales.py::test_matches_oracle[marlin_permute_bias]"
+BIAS_TEST = "tests/test_laws_scales.py::test_matches_oracle[marlin_permute_bias-float16]"
 MUTANT = "mutant:bias_not_permuted@ref"
 BIAS_CASE = {"shape": [32], "dtype": "float16", "seed": 0}   # the smallest bias case (strategies.bias_cases)
 

@@ -69,12 +69,15 @@ SALT_BIAS, SALT_MX, SALT_HOT, SALT_ACT = 4, 5, 6, 7
 
 # --- cases --------------------------------------------------------------------------------------
 
+ONE_HOT, NORMAL = ("one_hot", "identity"), ("normal",)   # the activations of the two laws
+
+
 @st.composite
-def gemm_cases(draw, *, activations=("one_hot", "identity")) -> dict:
+def gemm_cases(draw, *, activations=ONE_HOT, schemes=SCHEMES, dtypes=S.ACTIVATION_DTYPES, bias=S.BIAS) -> dict:
     """A GEMM the kernel runs. Shrinks towards channel-wise, (K, N) = (128, 64), one row, no bias,
-    no special codes, seed 0: the smallest legal shape (§4.2)."""
-    scheme = draw(st.sampled_from(SCHEMES), label="scheme")
-    dtype = draw(st.sampled_from(S.ACTIVATION_DTYPES), label="dtype")
+    no special codes, seed 0: the smallest legal shape (§4.2). schemes/dtypes/bias restrict the cell."""
+    scheme = draw(st.sampled_from(schemes), label="scheme")
+    dtype = draw(st.sampled_from(dtypes), label="dtype")
     k_units = draw(st.integers(1, MAX_K_UNITS), label="k_units")
     n_tiles = draw(st.integers(1, MAX_N_TILES), label="n_tiles")
     narrow = draw(st.booleans(), label="narrow_k")        # drawn for every scheme: equal-length choices
@@ -88,17 +91,17 @@ def gemm_cases(draw, *, activations=("one_hot", "identity")) -> dict:
             "activations": kind, "rows": k if kind == "identity" else rows}
     if kind == "normal":
         case["act_exponent"] = draw(st.sampled_from(ACT_EXPONENTS), label="act_exponent")
-    return {**case, "bias": draw(st.booleans(), label="bias"),
+    return {**case, "bias": draw(st.sampled_from(bias), label="bias"),
             "specials": draw(st.sampled_from(tuple(MX_PLANTS)), label="specials"),
             "seed": draw(S.seeds(), label="seed")}
 
 
-def one_hot_cases() -> st.SearchStrategy[dict]:
-    return gemm_cases(activations=("one_hot", "identity"))
+def one_hot_cases(**cell) -> st.SearchStrategy[dict]:
+    return gemm_cases(activations=ONE_HOT, **cell)
 
 
-def random_cases() -> st.SearchStrategy[dict]:
-    return gemm_cases(activations=("normal",))
+def random_cases(**cell) -> st.SearchStrategy[dict]:
+    return gemm_cases(activations=NORMAL, **cell)
 
 
 # --- building --------------------------------------------------------------------------------------
@@ -163,7 +166,11 @@ def build_gemm(case: dict) -> GemmInputs:
     return GemmInputs(kwargs, w_eff, bias, channel, hot)
 
 
-GEMM_ROW = T.Transform("marlin_gemm", OP, "gemm", one_hot_cases, lambda case: build_gemm(case).kwargs)
+GEMM_CELLS = (*T.grid(OP, ("channel", "group128"), S.ACTIVATION_DTYPES, T.BIAS_FEATURE),
+              *T.grid(OP, ("mx",), ("bfloat16",), T.BIAS_FEATURE))      # MXFP8 kernels: bf16 only (§4.2)
+GEMM_ROW = T.Transform("marlin_gemm", OP, "gemm", gemm_cases, lambda case: build_gemm(case).kwargs,
+                       cells=GEMM_CELLS, restrict=lambda cell: {"schemes": (cell.scheme,), "dtypes": (cell.dtype,),
+                                                                "bias": (cell.feature == "bias",)})
 GEMM_ROWS = [GEMM_ROW]
 
 

@@ -41,9 +41,16 @@ TP_DEGREES = (1, 2, 4, 8)
 MAX_ELEMENTS = 1 << 18     # keeps one example of a model-dim shape in CPU milliseconds
 
 ACTIVATION_DTYPES = ("bfloat16", "float16")
+MX_FLOAT_DTYPES = ("float32", "bfloat16", "float16")   # float dtypes that carry e8m0 scales (§2.7, §2.10)
+MX_INTERMEDIATE_DTYPES = ("bfloat16", "float32", "float16")
 CHECKPOINT_SCALE_DTYPES = ("float32", "bfloat16", "float16")
 SCALE_DTYPES = ("float16", "bfloat16", "float32")
 FP8_SCHEMES = ("channel", "tensor", "shard_equal", "shard_widths", "block")
+MOE_W13_SCHEMES = ("channel", "tensor", "shard_equal", "block")
+MOE_W2_SCHEMES = ("tensor", "channel")      # block layers take block scales for w2 too (§5)
+BIAS = (False, True)                        # whether a layer (or a GEMM) has a bias: the "bias" feature
+PERMS = ("none", "empty", "random", "reverse")
+ACT_ORDER_PERMS = ("random", "reverse")     # a real act-order perm: the "perm" feature; none/empty are its absence
 
 
 def _check_bounds(fn: str, **bounds: int) -> None:
@@ -104,14 +111,18 @@ def _repack_shapes(draw, max_k_tiles: int, max_n_tiles: int, multiple_k: int) ->
     return {"size_k": k, "size_n": n}
 
 
+# Keyword arguments such as schemes=, dtypes=, bias= restrict one axis of a compliance cell each
+# (properties.seam.capabilities): a law runs once per cell, drawing only that cell's cases. The axis is drawn from
+# the given tuple in every case, so the choice sequence, and hence shrinking, is the same whatever the restriction.
+
 @st.composite
-def pack_cases(draw) -> dict:
+def pack_cases(draw, *, codes=("fp8", "uint8")) -> dict:
     """fp8 [K, N] (or [N, K]) for pack_fp8_to_int32: K a multiple of 4, any N >= 1, N == K included."""
     k = PACK_K * draw(st.integers(1, 16), label="k_words")
     n = draw(st.integers(1, 72), label="size_n")
     n = k if draw(st.booleans(), label="square") else n
     return {"size_k": k, "size_n": n, "size_k_first": draw(st.booleans(), label="size_k_first"),
-            "codes": draw(st.sampled_from(("fp8", "uint8")), label="codes"), **draw(fp8_contents(k * n))}
+            "codes": draw(st.sampled_from(codes), label="codes"), **draw(fp8_contents(k * n))}
 
 
 @st.composite
@@ -123,7 +134,7 @@ def packed_cases(draw) -> dict:
 
 
 @st.composite
-def repack_cases(draw, *, num_bits: int = 8, perms=("none", "empty", "random", "reverse")) -> dict:
+def repack_cases(draw, *, num_bits: int = 8, perms=PERMS) -> dict:
     """Input of gptq_marlin_repack: a GPTQ-packed weight and a perm (None, empty, or a permutation)."""
     shape = draw(repack_shapes())
     case = {**shape, "num_bits": num_bits, "perm": draw(st.sampled_from(perms), label="perm")}
@@ -139,16 +150,17 @@ def marlin_words_cases(draw, *, num_bits: int = 8) -> dict:
 
 
 @st.composite
-def scale_grid_cases(draw, *, dtypes=SCALE_DTYPES) -> dict:
+def scale_grid_cases(draw, *, dtypes=SCALE_DTYPES, schemes=("channel", "grouped", "group_is_k"),
+                     group_sizes=GROUP_SIZES) -> dict:
     """[G, N] scales for marlin_permute_scales: channel-wise (group -1), grouped (G >= 2, group < K)
     and the edge group_size == K (G = 1, single permutation, §2.4), for vLLM's group sizes and for other
     one-group K = 16·t (16, 48, 256, 384; vLLM accepts any, §9); shrinks to channel-wise [1, 64]."""
     n = TILE_N * draw(st.integers(1, 3), label="n_tiles")
-    scheme = draw(st.sampled_from(("channel", "grouped", "group_is_k")), label="scale_scheme")
+    scheme = draw(st.sampled_from(schemes), label="scale_scheme")
     if scheme == "channel":
         group_size, groups, k = -1, 1, WIDE_K * draw(st.integers(1, 2), label="k_blocks")
     elif scheme == "grouped":
-        group_size = draw(st.sampled_from(GROUP_SIZES), label="group_size")
+        group_size = draw(st.sampled_from(group_sizes), label="group_size")
         groups = draw(st.integers(2, 4), label="groups")
         k = group_size * groups
     else:  # one group spanning all of K, group_size == size_k: vLLM's sizes and others (one tile, 3 tiles, 256, 384)
@@ -159,42 +171,42 @@ def scale_grid_cases(draw, *, dtypes=SCALE_DTYPES) -> dict:
 
 
 @st.composite
-def bias_cases(draw) -> dict:
+def bias_cases(draw, *, dtypes=SCALE_DTYPES) -> dict:
     """Bias [N] or [E, N] (numel a multiple of 32) for marlin_permute_bias."""
     n = BIAS_CHUNK * draw(st.integers(1, 6), label="n_chunks")
     experts = draw(st.integers(0, 3), label="experts")  # 0: a plain [N] bias
     return {"shape": [experts, n] if experts else [n],
-            "dtype": draw(st.sampled_from(SCALE_DTYPES), label="dtype"), "seed": draw(seeds(), label="seed")}
+            "dtype": draw(st.sampled_from(dtypes), label="dtype"), "seed": draw(seeds(), label="seed")}
 
 
 @st.composite
-def fused_scale_cases(draw, *, fused: bool = False) -> dict:
+def fused_scale_cases(draw, *, fused: bool = False, dtypes=ACTIVATION_DTYPES) -> dict:
     """fp16/bf16 scales of rank 0, 1 or 2 for the exponent-bias fusion; `magnitudes` adds values that
     overflow when fused (>= 256) and subnormals (§2.6, §3.5). fused=True draws already fused scales."""
     rank = draw(st.integers(0, 2), label="rank")
     shape = [[], [TILE_N], [draw(st.integers(1, 3), label="groups") if rank == 2 else 1, TILE_N]][rank]
-    return {"shape": shape, "dtype": draw(st.sampled_from(ACTIVATION_DTYPES), label="dtype"),
+    return {"shape": shape, "dtype": draw(st.sampled_from(dtypes), label="dtype"),
             "magnitudes": draw(st.sampled_from(("typical", "extreme")), label="magnitudes"),
             "fused": fused, "seed": draw(seeds(), label="seed")}
 
 
 @st.composite
-def e8m0_grid_cases(draw, *, finite_only: bool = False) -> dict:
+def e8m0_grid_cases(draw, *, finite_only: bool = False, dtypes=MX_FLOAT_DTYPES) -> dict:
     """[G, N] e8m0 codes for the MX scale processing, with the boundary codes planted; the float dtype
     carries them (float16 only within [103, 142], §2.10). finite_only drops code 255 (NaN)."""
-    dtype = draw(st.sampled_from(("float32", "bfloat16", "float16")), label="dtype")
+    dtype = draw(st.sampled_from(dtypes), label="dtype")
     return {"groups": draw(st.integers(1, 3), label="groups"),
             "size_n": TILE_N * draw(st.integers(1, 3), label="n_tiles"), "dtype": dtype,
             "finite_only": finite_only, "seed": draw(seeds(), label="seed")}
 
 
 @st.composite
-def e8m0_byte_cases(draw) -> dict:
+def e8m0_byte_cases(draw, *, dtypes=MX_FLOAT_DTYPES) -> dict:
     """uint8 (or float8_e8m0fnu) codes of rank 1 or 2 for mxfp8_scales_to_float; all 256 codes."""
     rank = draw(st.integers(1, 2), label="rank")
     return {"shape": [MX_BLOCK * draw(st.integers(1, 8), label="size")] + [4] * (rank - 1),
             "codes": draw(st.sampled_from(("uint8", "e8m0")), label="codes"),
-            "dtype": draw(st.sampled_from(("float32", "bfloat16", "float16")), label="dtype"),
+            "dtype": draw(st.sampled_from(dtypes), label="dtype"),
             "seed": draw(seeds(), label="seed")}
 
 
@@ -232,7 +244,8 @@ def fp8_scheme_fields(draw, scheme: str, *, size_n: int) -> dict:
 
 
 @st.composite
-def fp8_layer_cases(draw, *, schemes=FP8_SCHEMES, aligned: bool = False, square: bool = False) -> dict:
+def fp8_layer_cases(draw, *, schemes=FP8_SCHEMES, aligned: bool = False, square: bool = False,
+                    dtypes=ACTIVATION_DTYPES, bias=BIAS) -> dict:
     """Inputs of prepare_fp8_layer_for_marlin. Shapes shrink to (K, N) = (128, 64); unless `aligned`,
     K and N may fall short of the tile (K a multiple of 4, N of 16) so the pipeline pads (§2.11).
     Block scales use [block_n, 128] (block_n 128, 64 or 256) with K a multiple of 128 and N of 64, so
@@ -247,20 +260,22 @@ def fp8_layer_cases(draw, *, schemes=FP8_SCHEMES, aligned: bool = False, square:
         if not aligned and scheme != "block":
             k, n = k - PACK_K * k_short, n - TILE_K * n_short
     return {"size_k": k, "size_n": n, "size_k_first": draw(st.booleans(), label="size_k_first"),
-            "orig_dtype": draw(st.sampled_from(ACTIVATION_DTYPES), label="orig_dtype"),
-            "bias": draw(st.booleans(), label="bias"), **draw(fp8_scheme_fields(scheme, size_n=n)),
+            "orig_dtype": draw(st.sampled_from(dtypes), label="orig_dtype"),
+            "bias": draw(st.sampled_from(bias), label="bias"), **draw(fp8_scheme_fields(scheme, size_n=n)),
             "block_n": draw(st.sampled_from(FP8_BLOCK_NS), label="block_n"),   # used by the block scheme
             **draw(fp8_contents(k * n))}
 
 
 @st.composite
-def fp8_moe_cases(draw, *, schemes=("channel", "tensor", "shard_equal", "block"), aligned: bool = False) -> dict:
+def fp8_moe_cases(draw, *, schemes=MOE_W13_SCHEMES, w2_schemes=MOE_W2_SCHEMES, aligned: bool = False,
+                  dtypes=ACTIVATION_DTYPES, bias=BIAS) -> dict:
     """Inputs of prepare_fp8_moe_layer_for_marlin: E experts, hidden k (multiple of 128), intermediate n.
-    Block scales need n % 128 == 0 (§5); otherwise n may be short of 64 so w13 is padded per shard."""
+    Block scales need n % 128 == 0 (§5); otherwise n may be short of 64 so w13 is padded per shard.
+    w2 takes the block scheme exactly when w13 does (w2_schemes are the choices of the other schemes)."""
     scheme = draw(st.sampled_from(schemes), label="scheme")
     k = WIDE_K * draw(st.integers(1, 2), label="k_blocks")
     n_tiles, n_short = draw(st.integers(1, 3), label="n_tiles"), draw(st.integers(0, 3), label="n_short")
-    w2_scheme = draw(st.sampled_from(("tensor", "channel")), label="w2_scheme")
+    w2_scheme = draw(st.sampled_from(w2_schemes), label="w2_scheme")
     if scheme == "block":
         n, w2_scheme = FP8_BLOCK_K * min(n_tiles, 2), "block"
     else:
@@ -268,15 +283,15 @@ def fp8_moe_cases(draw, *, schemes=("channel", "tensor", "shard_equal", "block")
     return {"experts": draw(st.integers(1, 3), label="experts"), "hidden": k, "intermediate": n,
             "scheme": scheme, "w2_scheme": w2_scheme,
             "scale_dtype": draw(st.sampled_from(CHECKPOINT_SCALE_DTYPES), label="scale_dtype"),
-            "orig_dtype": draw(st.sampled_from(ACTIVATION_DTYPES), label="orig_dtype"),
-            "bias": draw(st.booleans(), label="bias"), "seed": draw(seeds(), label="seed"),
+            "orig_dtype": draw(st.sampled_from(dtypes), label="orig_dtype"),
+            "bias": draw(st.sampled_from(bias), label="bias"), "seed": draw(seeds(), label="seed"),
             "specials": draw(st.sampled_from(("none", "some")), label="specials"),
             # block_n must divide n (gate|up grid, §6.1 item 11): 128 or 64
             "block_n": draw(st.sampled_from(FP8_BLOCK_NS[:2]), label="block_n")}
 
 
 @st.composite
-def mxfp8_layer_cases(draw, *, aligned: bool = False) -> dict:
+def mxfp8_layer_cases(draw, *, aligned: bool = False, dtypes=MX_INTERMEDIATE_DTYPES, bias=BIAS) -> dict:
     """Inputs of prepare_mxfp8_layer_for_marlin: weight [N, K] (K a multiple of 32), e8m0 scales
     [>= N, >= K/32] (the extra rows/columns are sliced off, §2.10), intermediate dtype."""
     shape = draw(repack_shapes(max_k_tiles=3, multiple_k=WIDE_K))
@@ -284,8 +299,8 @@ def mxfp8_layer_cases(draw, *, aligned: bool = False) -> dict:
     k_short, n_short = draw(st.integers(0, 3), label="k_short"), draw(st.integers(0, 3), label="n_short")
     if not aligned:
         k, n = k - MX_BLOCK * k_short, n - TILE_K * n_short
-    return {"size_k": k, "size_n": n, "bias": draw(st.booleans(), label="bias"),
-            "intermediate_dtype": draw(st.sampled_from(("bfloat16", "float32", "float16")), label="dtype"),
+    return {"size_k": k, "size_n": n, "bias": draw(st.sampled_from(bias), label="bias"),
+            "intermediate_dtype": draw(st.sampled_from(dtypes), label="dtype"),
             "extra_rows": draw(st.integers(0, 2), label="extra_rows"),
             "extra_cols": draw(st.integers(0, 2), label="extra_cols"),
             "scale_codes": draw(st.sampled_from(("uint8", "e8m0")), label="scale_codes"),
@@ -293,7 +308,7 @@ def mxfp8_layer_cases(draw, *, aligned: bool = False) -> dict:
 
 
 @st.composite
-def mxfp8_moe_cases(draw, *, aligned: bool = False) -> dict:
+def mxfp8_moe_cases(draw, *, aligned: bool = False, dtypes=MX_INTERMEDIATE_DTYPES[:2]) -> dict:
     """Inputs of prepare_mxfp8_moe_layer_for_marlin: k a multiple of 128, n of 32 (padded to 64)."""
     n = TILE_N * draw(st.integers(1, 2), label="n_tiles")
     n_short = draw(st.integers(0, 1), label="n_short")
@@ -301,15 +316,15 @@ def mxfp8_moe_cases(draw, *, aligned: bool = False) -> dict:
         n -= MX_BLOCK * n_short
     return {"experts": draw(st.integers(1, 3), label="experts"),
             "hidden": WIDE_K * draw(st.integers(1, 2), label="k_blocks"), "intermediate": n,
-            "intermediate_dtype": draw(st.sampled_from(("bfloat16", "float32")), label="dtype"),
+            "intermediate_dtype": draw(st.sampled_from(dtypes), label="dtype"),
             "seed": draw(seeds(), label="seed"), "specials": draw(st.sampled_from(("none", "some")), label="specials")}
 
 
 @st.composite
-def padding_cases(draw) -> dict:
+def padding_cases(draw, *, group_sizes=(-1, *GROUP_SIZES)) -> dict:
     """Any positive (size_n, size_k) and a supported group size for the padding helpers."""
     return {"size_n": draw(st.integers(1, 640), label="size_n"), "size_k": draw(st.integers(1, 640), label="size_k"),
-            "group_size": draw(st.sampled_from((-1, *GROUP_SIZES)), label="group_size")}
+            "group_size": draw(st.sampled_from(group_sizes), label="group_size")}
 
 
 def with_probe(cases: st.SearchStrategy[dict]) -> st.SearchStrategy[dict]:

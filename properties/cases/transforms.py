@@ -22,8 +22,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from marlin_ref.layout import MX_BLOCK, pack_factor
-from properties.reporting import report
 from properties.cases import strategies as S
+from properties.reporting import report
+from properties.seam.capabilities import NO_AXIS, Cell
 
 E4M3 = np.dtype(ml_dtypes.float8_e4m3fn)
 E8M0 = np.dtype(ml_dtypes.float8_e8m0fnu)
@@ -123,10 +124,19 @@ class Transform:
     inverse: str | None = None
     inverse_args: Callable[[dict, dict, Any], dict] | None = None   # (case, kwargs, output) -> kwargs
     restore: Callable[[dict, dict], Any] | None = None              # (case, kwargs) -> inverse's result
-    roundtrip_cases: Callable[[], st.SearchStrategy] | None = None  # where the inverse is exact
+    roundtrip_cases: Callable[..., st.SearchStrategy] | None = None  # where the inverse is exact
+    cells: tuple[Cell, ...] = ()                 # the contract's cells this row's cases fall in
+    restrict: Callable[[Cell], dict] = lambda cell: {}   # cell -> keyword arguments of `cases` drawing only it
 
     def __str__(self) -> str:
         return self.name
+
+    def cases_in(self, cell: Cell, *, roundtrip: bool = False, **variant) -> st.SearchStrategy:
+        """The cases of one cell (and of a law's variant, e.g. aligned=True)."""
+        if cell not in self.cells:
+            raise ValueError(f"Transform.cases_in: {cell} is not a cell of {self.name} ({len(self.cells)} cells)")
+        cases = self.roundtrip_cases if roundtrip and self.roundtrip_cases else self.cases
+        return cases(**self.restrict(cell), **variant)
 
 
 def _first(case, kwargs):
@@ -335,6 +345,56 @@ def _moe_layouts(case, want, mx=False):
             "w13_bias": bias, "w2_bias": bias}
 
 
+# --- the cells of each row (properties.seam.capabilities) and how a strategy draws only one ------------------
+
+def grid(op: str, schemes=(NO_AXIS,), dtypes=(NO_AXIS,), features=(NO_AXIS,)) -> tuple[Cell, ...]:
+    """Every (scheme, dtype, feature) combination of `op`."""
+    return tuple(Cell(op, s, d, f) for s in schemes for d in dtypes for f in features)
+
+
+BIAS_FEATURE = (NO_AXIS, "bias")
+SCALE_GRID_SCHEMES = ("channel", *(f"group={g}" for g in S.GROUP_SIZES), "group=K")
+PADDING_SCHEMES = ("channel", *(f"group={g}" for g in S.GROUP_SIZES))
+MOE_PAIRS = (*((w13, w2) for w13 in S.MOE_W13_SCHEMES[:-1] for w2 in S.MOE_W2_SCHEMES), ("block", "block"))
+_PACK_CODES = {"float8_e4m3fn": "fp8", "uint8": "uint8"}
+
+
+def moe_label(w13: str, w2: str) -> str:
+    """The scheme axis of an MoE layer: w13's scheme, then w2's where it differs (reporting.cells.cell_of)."""
+    return w13 if w13 == w2 else f"{w13}/{w2}"
+
+
+def _in_dtype(cell: Cell) -> dict:
+    return {"dtypes": (cell.dtype,)}
+
+
+def _in_bias(cell: Cell) -> dict:
+    return {"bias": (cell.feature == "bias",)}
+
+
+def _in_scale_grid(cell: Cell) -> dict:
+    if cell.scheme == "channel":
+        return {"schemes": ("channel",), **_in_dtype(cell)}
+    if cell.scheme == "group=K":
+        return {"schemes": ("group_is_k",), **_in_dtype(cell)}
+    return {"schemes": ("grouped",), "group_sizes": (int(cell.scheme.removeprefix("group=")),), **_in_dtype(cell)}
+
+
+def _in_group(cell: Cell) -> dict:
+    return {"group_sizes": (-1 if cell.scheme == "channel" else int(cell.scheme.removeprefix("group=")),)}
+
+
+def _in_moe_pair(cell: Cell) -> dict:
+    w13, _, w2 = cell.scheme.partition("/")          # "channel/tensor", or "channel" for channel/channel
+    return {"schemes": (w13,), "w2_schemes": S.MOE_W2_SCHEMES if w13 == "block" else (w2 or w13,)}
+
+
+def _in_moe_w2(cell: Cell) -> dict:
+    if cell.scheme == "block":
+        return {"schemes": ("block",), **_in_dtype(cell)}
+    return {"schemes": S.MOE_W13_SCHEMES[:-1], "w2_schemes": (cell.scheme,), **_in_dtype(cell)}
+
+
 def _rows() -> list[Transform]:
     def unrepack_args(case, kw, out):
         return {"marlin_q_weight": out, **_sizes(kw, "size_k", "size_n", "num_bits")}
@@ -349,75 +409,108 @@ def _rows() -> list[Transform]:
         return lambda case, kw, out: {name: out}
 
     def typical(cases):   # the fusion is invertible only where it does not overflow (§2.6)
-        return lambda: cases().map(lambda c: {**c, "magnitudes": "typical"})
+        return lambda **kw: cases(**kw).map(lambda c: {**c, "magnitudes": "typical"})
 
     bias_layout = lambda case, want: report.Scales(grouped=False, kind="bias")   # noqa: E731
     quads = lambda case, want: report.Quads()                                      # noqa: E731
+    act = S.ACTIVATION_DTYPES
     rows = [
         Transform("pack_fp8_to_int32", "pack_fp8_to_int32", "layout", S.pack_cases, _pack,
                   layout=lambda case, want: report.GptqWords(8, transposed=not case["size_k_first"]),
                   inverse="unpack_fp8_from_int32",
                   inverse_args=lambda case, kw, out: {"packed": out, "size_k_first": kw["size_k_first"]},
-                  restore=lambda case, kw: kw["fp8"].view(E4M3)),
+                  restore=lambda case, kw: kw["fp8"].view(E4M3),
+                  cells=grid("pack_fp8_to_int32", dtypes=tuple(_PACK_CODES)),
+                  restrict=lambda cell: {"codes": (_PACK_CODES[cell.dtype],)}),
         Transform("unpack_fp8_from_int32", "unpack_fp8_from_int32", "layout", S.packed_cases, _unpack,
                   inverse="pack_fp8_to_int32",
                   inverse_args=lambda case, kw, out: {"fp8": out, "size_k_first": kw["size_k_first"]},
-                  restore=_first),
+                  restore=_first, cells=grid("unpack_fp8_from_int32", dtypes=("int32",))),
     ]
     for bits in (8, 4):
         rows += [
             Transform(f"gptq_marlin_repack[{bits}bit]", "gptq_marlin_repack", "layout",
-                      lambda bits=bits: S.repack_cases(num_bits=bits), _repack, layout=_weight_layout,
-                      inverse="gptq_marlin_unrepack", inverse_args=unrepack_args, restore=_repack_restore),
+                      lambda bits=bits, **kw: S.repack_cases(num_bits=bits, **kw), _repack, layout=_weight_layout,
+                      inverse="gptq_marlin_unrepack", inverse_args=unrepack_args, restore=_repack_restore,
+                      cells=grid("gptq_marlin_repack", dtypes=(f"{bits}-bit",), features=(NO_AXIS, "perm")),
+                      restrict=lambda cell: {"perms": S.ACT_ORDER_PERMS if cell.feature == "perm"
+                                             else tuple(p for p in S.PERMS if p not in S.ACT_ORDER_PERMS)}),
             Transform(f"gptq_marlin_unrepack[{bits}bit]", "gptq_marlin_unrepack", "layout",
                       lambda bits=bits: S.marlin_words_cases(num_bits=bits), _unrepack,
                       layout=lambda case, want: report.GptqWords(case["num_bits"]),
-                      inverse="gptq_marlin_repack", inverse_args=repack_args, restore=_first),
+                      inverse="gptq_marlin_repack", inverse_args=repack_args, restore=_first,
+                      cells=grid("gptq_marlin_unrepack", dtypes=(f"{bits}-bit",))),
         ]
     rows += [
         Transform("marlin_permute_scales", "marlin_permute_scales", "scales", S.scale_grid_cases, _scale_grid,
                   layout=lambda case, want: report.Scales(grouped=_grouped(case)),
-                  inverse="marlin_unpermute_scales", inverse_args=scale_args, restore=_first),
+                  inverse="marlin_unpermute_scales", inverse_args=scale_args, restore=_first,
+                  cells=grid("marlin_permute_scales", SCALE_GRID_SCHEMES, S.SCALE_DTYPES), restrict=_in_scale_grid),
         Transform("marlin_unpermute_scales", "marlin_unpermute_scales", "scales", S.scale_grid_cases, _scale_grid,
-                  inverse="marlin_permute_scales", inverse_args=scale_args, restore=_first),
+                  inverse="marlin_permute_scales", inverse_args=scale_args, restore=_first,
+                  cells=grid("marlin_unpermute_scales", SCALE_GRID_SCHEMES, S.SCALE_DTYPES), restrict=_in_scale_grid),
         Transform("marlin_permute_bias", "marlin_permute_bias", "scales", S.bias_cases, _bias, layout=bias_layout,
-                  inverse="marlin_unpermute_bias", inverse_args=only("bias"), restore=_first),
+                  inverse="marlin_unpermute_bias", inverse_args=only("bias"), restore=_first,
+                  cells=grid("marlin_permute_bias", dtypes=S.SCALE_DTYPES), restrict=_in_dtype),
         Transform("marlin_unpermute_bias", "marlin_unpermute_bias", "scales", S.bias_cases, _bias,
-                  inverse="marlin_permute_bias", inverse_args=only("bias"), restore=_first),
+                  inverse="marlin_permute_bias", inverse_args=only("bias"), restore=_first,
+                  cells=grid("marlin_unpermute_bias", dtypes=S.SCALE_DTYPES), restrict=_in_dtype),
         Transform("fp8_fused_exponent_bias_into_scales", "fp8_fused_exponent_bias_into_scales", "scales",
                   S.fused_scale_cases, _fused, inverse="fp8_unfuse_exponent_bias_from_scales",
-                  inverse_args=only("s"), restore=_first, roundtrip_cases=typical(S.fused_scale_cases)),
+                  inverse_args=only("s"), restore=_first, roundtrip_cases=typical(S.fused_scale_cases),
+                  cells=grid("fp8_fused_exponent_bias_into_scales", dtypes=act), restrict=_in_dtype),
         Transform("fp8_unfuse_exponent_bias_from_scales", "fp8_unfuse_exponent_bias_from_scales", "scales",
-                  lambda: S.fused_scale_cases(fused=True), _fused, inverse="fp8_fused_exponent_bias_into_scales",
-                  inverse_args=only("s"), restore=_first,
-                  roundtrip_cases=typical(lambda: S.fused_scale_cases(fused=True))),
+                  lambda **kw: S.fused_scale_cases(fused=True, **kw), _fused,
+                  inverse="fp8_fused_exponent_bias_into_scales", inverse_args=only("s"), restore=_first,
+                  roundtrip_cases=typical(lambda **kw: S.fused_scale_cases(fused=True, **kw)),
+                  cells=grid("fp8_unfuse_exponent_bias_from_scales", dtypes=act), restrict=_in_dtype),
         Transform("mxfp8_marlin_process_scales", "mxfp8_marlin_process_scales", "scales", S.e8m0_grid_cases, _ms,
                   layout=quads, inverse="mxfp8_marlin_unprocess_scales",
                   inverse_args=lambda case, kw, out: {"e8m0": out, "dtype": case["dtype"]}, restore=_first,
-                  roundtrip_cases=lambda: S.e8m0_grid_cases(finite_only=True)),
+                  roundtrip_cases=lambda **kw: S.e8m0_grid_cases(finite_only=True, **kw),
+                  cells=grid("mxfp8_marlin_process_scales", ("mx",), S.MX_FLOAT_DTYPES), restrict=_in_dtype),
         Transform("mxfp8_marlin_unprocess_scales", "mxfp8_marlin_unprocess_scales", "scales", S.e8m0_grid_cases,
                   _e8m0, layout=quads, inverse="mxfp8_marlin_process_scales", inverse_args=only("ms"),
-                  restore=_first),
-        Transform("mxfp8_scales_to_float", "mxfp8_scales_to_float", "scales", S.e8m0_byte_cases, _scales_to_float),
-        Transform("convert_fp8_scales", "convert_fp8_scales", "scales", S.fp8_layer_cases, _convert),
+                  restore=_first, cells=grid("mxfp8_marlin_unprocess_scales", ("mx",), S.MX_FLOAT_DTYPES),
+                  restrict=_in_dtype),
+        Transform("mxfp8_scales_to_float", "mxfp8_scales_to_float", "scales", S.e8m0_byte_cases, _scales_to_float,
+                  cells=grid("mxfp8_scales_to_float", ("mx",), S.MX_FLOAT_DTYPES), restrict=_in_dtype),
+        Transform("convert_fp8_scales", "convert_fp8_scales", "scales", S.fp8_layer_cases, _convert,
+                  cells=grid("convert_fp8_scales", S.FP8_SCHEMES, act),
+                  restrict=lambda cell: {"schemes": (cell.scheme,), **_in_dtype(cell)}),
         Transform("convert_fp8_moe_scales[w13]", "convert_fp8_moe_scales", "scales", S.fp8_moe_cases,
-                  _convert_moe("w13")),
+                  _convert_moe("w13"), cells=grid("convert_fp8_moe_scales", S.MOE_W13_SCHEMES, act),
+                  restrict=lambda cell: {"schemes": (cell.scheme,), **_in_dtype(cell)}),
         Transform("convert_fp8_moe_scales[w2]", "convert_fp8_moe_scales", "scales", S.fp8_moe_cases,
-                  _convert_moe("w2")),
+                  _convert_moe("w2"), cells=grid("convert_fp8_moe_scales", (*S.MOE_W2_SCHEMES, "block"), act),
+                  restrict=_in_moe_w2),
         Transform("uses_grouped_scale_permutation", "uses_grouped_scale_permutation", "helper", S.padding_cases,
-                  lambda case: _sizes(case, "size_k", "group_size")),
+                  lambda case: _sizes(case, "size_k", "group_size"),
+                  cells=grid("uses_grouped_scale_permutation", PADDING_SCHEMES), restrict=_in_group),
         Transform("marlin_padded_nk", "marlin_padded_nk", "helper", S.padding_cases,
-                  lambda case: _sizes(case, "size_n", "size_k", "group_size")),
+                  lambda case: _sizes(case, "size_n", "size_k", "group_size"),
+                  cells=grid("marlin_padded_nk", PADDING_SCHEMES), restrict=_in_group),
         Transform("marlin_moe_padded_intermediate", "marlin_moe_padded_intermediate", "helper", S.padding_cases,
-                  lambda case: _sizes(case, "size_n", "group_size")),
+                  lambda case: _sizes(case, "size_n", "group_size"),
+                  cells=grid("marlin_moe_padded_intermediate", PADDING_SCHEMES), restrict=_in_group),
         Transform("prepare_fp8_layer_for_marlin", "prepare_fp8_layer_for_marlin", "prepare", S.fp8_layer_cases,
-                  _prepare_fp8, layout=_layer_layouts),
+                  _prepare_fp8, layout=_layer_layouts,
+                  cells=grid("prepare_fp8_layer_for_marlin", S.FP8_SCHEMES, act, BIAS_FEATURE),
+                  restrict=lambda cell: {"schemes": (cell.scheme,), **_in_dtype(cell), **_in_bias(cell)}),
         Transform("prepare_fp8_moe_layer_for_marlin", "prepare_fp8_moe_layer_for_marlin", "prepare",
-                  S.fp8_moe_cases, _prepare_fp8_moe, layout=_moe_layouts),
+                  S.fp8_moe_cases, _prepare_fp8_moe, layout=_moe_layouts,
+                  cells=grid("prepare_fp8_moe_layer_for_marlin", tuple(moe_label(*p) for p in MOE_PAIRS), act,
+                             BIAS_FEATURE),
+                  restrict=lambda cell: {**_in_moe_pair(cell), **_in_dtype(cell), **_in_bias(cell)}),
         Transform("prepare_mxfp8_layer_for_marlin", "prepare_mxfp8_layer_for_marlin", "prepare",
-                  S.mxfp8_layer_cases, _prepare_mxfp8, layout=lambda case, want: _layer_layouts(case, want, mx=True)),
+                  S.mxfp8_layer_cases, _prepare_mxfp8, layout=lambda case, want: _layer_layouts(case, want, mx=True),
+                  cells=grid("prepare_mxfp8_layer_for_marlin", ("mx",), S.MX_INTERMEDIATE_DTYPES, BIAS_FEATURE),
+                  restrict=lambda cell: {**_in_dtype(cell), **_in_bias(cell)}),
         Transform("prepare_mxfp8_moe_layer_for_marlin", "prepare_mxfp8_moe_layer_for_marlin", "prepare",
-                  S.mxfp8_moe_cases, _prepare_mxfp8_moe, layout=lambda case, want: _moe_layouts(case, want, mx=True)),
+                  S.mxfp8_moe_cases, _prepare_mxfp8_moe,
+                  layout=lambda case, want: _moe_layouts(case, want, mx=True),
+                  cells=grid("prepare_mxfp8_moe_layer_for_marlin", ("mx",), S.MX_INTERMEDIATE_DTYPES[:2]),
+                  restrict=_in_dtype),
     ]
     return rows
 
@@ -436,3 +529,13 @@ def rows(family: str | None = None, *, invertible: bool = False, op: str | None 
     """Registry rows filtered by family, by having an inverse, or by operation."""
     return [t for t in TRANSFORMS if (family is None or t.family == family) and (not invertible or t.inverse)
             and (op is None or t.op == op)]
+
+
+def cells_of(rows: list[Transform], where: Callable[[Cell], bool] = lambda cell: True) -> list[tuple]:
+    """(row, cell) pairs to parametrize a law over: every cell of every row, where `where` holds."""
+    return [(row, cell) for row in rows for cell in row.cells if where(cell)]
+
+
+def cell_ids(pairs: list[tuple]) -> list[str]:
+    """pytest ids of (row, cell, ...) parameters: "<row>-<cell label>"."""
+    return [f"{pair[0].name}-{pair[1].label()}" for pair in pairs]

@@ -1,4 +1,4 @@
-"""The compliance report's cells: which (operation, scale scheme, dtype) one law check exercised.
+"""The compliance report's cells: which (operation, scale scheme, dtype, feature) one law check exercised.
 
 `properties.laws.check` calls `note_cell(backend, row, case, outcome)` once per check, with
 outcome "passed", "failed" or "not provided". While the compliance plugin (properties.reporting.compliance)
@@ -13,17 +13,18 @@ A case is a small JSON dict (properties.cases.strategies); `cell_of` reads its a
              for the scale permutation and padding helpers, "-" where no scale is involved (the layouts)
     dtype    the activation dtype (orig_dtype), the MX intermediate dtype, the scale or bias dtype,
              "<b>-bit" for the repack, the weight's carrier for the pack, "-" for the padding helpers
+    feature  "bias" for a layer or GEMM case with a bias, "perm" for a repack with an act-order perm, else "-"
 
     >>> cell_of("prepare_fp8_moe_layer_for_marlin", {"scheme": "channel", "w2_scheme": "tensor",
-    ...                                                "orig_dtype": "bfloat16"})
-    ('channel/tensor', 'bfloat16')
-    >>> cell_of("convert_fp8_moe_scales", {"scheme": "channel", "w2_scheme": "tensor", "orig_dtype": "float16"},
-    ...         transform="convert_fp8_moe_scales[w2]")
-    ('tensor', 'float16')
-    >>> cell_of("marlin_permute_scales", {"group_size": 64, "dtype": "float32"})
-    ('group=64', 'float32')
-    >>> cell_of("gptq_marlin_repack", {"num_bits": 4}), cell_of("pack_fp8_to_int32", {"codes": "uint8"})
-    (('-', '4-bit'), ('-', 'uint8'))
+    ...                                                "orig_dtype": "bfloat16", "bias": True})
+    Cell(op='prepare_fp8_moe_layer_for_marlin', scheme='channel/tensor', dtype='bfloat16', feature='bias')
+    >>> cell_of("convert_fp8_moe_scales", {"scheme": "channel", "w2_scheme": "tensor", "orig_dtype": "float16",
+    ...                                    "bias": True}, transform="convert_fp8_moe_scales[w2]")[1:]
+    ('tensor', 'float16', '-')
+    >>> cell_of("marlin_permute_scales", {"group_size": 64, "dtype": "float32"})[1:]
+    ('group=64', 'float32', '-')
+    >>> cell_of("gptq_marlin_repack", {"num_bits": 4, "perm": "reverse"})[1:], cell_of("pack_fp8_to_int32", {"codes": "uint8"})[1:]
+    (('-', '4-bit', 'perm'), ('-', 'uint8', '-'))
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 
-NO_AXIS = "-"
+from properties.seam.capabilities import NO_AXIS, Cell
+
+# operations whose cases may carry a bias the operation itself applies (the "bias" feature)
+BIAS_OPS = frozenset({"prepare_fp8_layer_for_marlin", "prepare_fp8_moe_layer_for_marlin",
+                      "prepare_mxfp8_layer_for_marlin", "marlin_gemm"})
+ACT_ORDER_PERMS = ("random", "reverse")     # strategies.ACT_ORDER_PERMS: a perm that reorders rows
 OUTCOMES = ("passed", "failed", "not provided")
 # the carrier of a pack case's fp8 weight (strategies.pack_cases "codes") as a dtype name
 _PACK_DTYPES = {"fp8": "float8_e4m3fn", "uint8": "uint8"}
@@ -47,9 +53,9 @@ def _group(case: dict) -> str:
     return f"group={case['group_size']}"
 
 
-def cell_of(op: str, case: dict, *, transform: str | None = None) -> tuple[str, str]:
-    """(scale scheme, dtype) of one case of `op` (see the module docstring); `transform` is the
-    registry row name, which tells the w13 and w2 rows of the MoE scale conversion apart."""
+def cell_of(op: str, case: dict, *, transform: str | None = None) -> Cell:
+    """The Cell of one case of `op` (see the module docstring); `transform` is the registry row name, which
+    tells the w13 and w2 rows of the MoE scale conversion apart."""
     if "scheme" in case:
         w13, w2 = case["scheme"], case.get("w2_scheme")
         if transform is not None and transform.endswith("[w2]"):
@@ -72,21 +78,27 @@ def cell_of(op: str, case: dict, *, transform: str | None = None) -> tuple[str, 
         dtype = f"{case['num_bits']}-bit"
     else:
         dtype = case.get("orig_dtype") or case.get("intermediate_dtype") or case.get("dtype") or NO_AXIS
-    return str(scheme), str(dtype)
+    if op in BIAS_OPS:
+        feature = "bias" if case.get("bias") else NO_AXIS
+    elif op == "gptq_marlin_repack":
+        feature = "perm" if case.get("perm") in ACT_ORDER_PERMS else NO_AXIS
+    else:
+        feature = NO_AXIS
+    return Cell(op, str(scheme), str(dtype), feature)
 
 
 class Tally:
-    """One test's checks: {(op, scheme, dtype): Counter(outcome -> checks)}, and whether the test is a
-    Hypothesis test (then each check is one example)."""
+    """One test's checks: {Cell: Counter(outcome -> checks)}, and whether the test is a Hypothesis test (then
+    each check is one example)."""
 
     def __init__(self, backend: str, *, hypothesis: bool):
         self.backend, self.hypothesis = backend, hypothesis
-        self.cells: dict[tuple[str, str, str], Counter] = {}
+        self.cells: dict[Cell, Counter] = {}
 
-    def add(self, op: str, scheme: str, dtype: str, outcome: str) -> None:
+    def add(self, cell: Cell, outcome: str) -> None:
         if outcome not in OUTCOMES:
             raise ValueError(f"Tally.add: outcome={outcome!r} must be one of {OUTCOMES}")
-        self.cells.setdefault((op, scheme, dtype), Counter())[outcome] += 1
+        self.cells.setdefault(Cell(*cell), Counter())[outcome] += 1
 
 
 _ACTIVE: list[Tally | None] = [None]   # the tally of the running test (the compliance plugin sets it)
@@ -114,4 +126,4 @@ def note_cell(backend: str, row, case: dict, outcome: str) -> None:
     tally = _ACTIVE[0]
     if tally is None or backend != tally.backend:
         return
-    tally.add(row.op, *cell_of(row.op, case, transform=row.name), outcome)
+    tally.add(cell_of(row.op, case, transform=row.name), outcome)

@@ -1,27 +1,34 @@
-"""The compliance report: backend x operation x scale scheme x dtype, passed / failed / not provided.
+"""The compliance report: backend x operation x scale scheme x dtype x feature, and each cell's verdict.
 
-A pytest plugin (loaded by properties.pytest_plugin). While a test runs, every law check on the
-backend under test is counted into the cell of its case (properties.reporting.cells: `laws.check` calls
-`note_cell`). At the end of the run the cells are summed over tests and over pytest-xdist workers
-(each worker sends its per-test records through `config.workeroutput`, as example_counter does), and
+A pytest plugin (loaded by properties.pytest_plugin). Every test that uses the `backend` fixture feeds the table,
+laws and worked examples alike, so the table's totals equal pytest's for those tests:
+
+* a law test counts each check into the cell of its case (properties.reporting.cells: `laws.check` calls
+  `note_cell`); it is parametrized by a cell (properties.seam.capabilities.Cell), and a cell the backend does not
+  provide is skipped as "not provided" in setup, before a single example is drawn;
+* any other test names its cell with `@pytest.mark.marlin_cell(op, scheme, dtype, feature)` and counts once, with
+  its outcome; a test that names none is counted under the operation "(no cell)".
+
+At the end of the run the records are summed over tests and pytest-xdist workers (each worker sends them through
+`config.workeroutput`), and
 
 * the terminal summary prints the table (with -q: a one-line summary), and
 * `--marlin-report=PATH` writes PATH.json and PATH.md (a suffix .json/.md on PATH is dropped); a PATH
   that is an existing directory or ends in "/" gets DIR/compliance.json and DIR/compliance.md.
 
-A cell's result: **failed** if a check of that cell failed in any test (a test that failed outside
-its checks, e.g. a Hypothesis health check, fails all its cells), else **passed** if one passed, else
-**not provided** (the backend lacks the operation: properties.seam.backends.NotProvided); an operation
-that is not provided at all is one row with scheme and dtype "*". `examples` are the Hypothesis
-examples behind the cell (each example of a law test makes one check); their sum over a test equals
-example_counter's count for that test, which the JSON lists per test. The header names the backend
-and its version, Python, torch, CUDA and the GPU (when the run imported torch), Hypothesis with its
-profile and seed, and the time.
+A cell's result: **failed** if a check of that cell failed in any test (a test that failed outside its checks,
+e.g. a Hypothesis health check, fails all its cells); else **thin** if its Hypothesis tests passed on fewer examples
+than the floor (THIN_FRACTION of the profile's max_examples): a thin pass is not a pass, and under the `ci`, `gpu`
+and `nightly` profiles it fails the run (under `dev` it is a warning); else **passed** if one passed, else **not
+provided**. An operation that is not provided at all is one row with scheme, dtype and feature "*". `examples` are
+the Hypothesis examples behind the cell (each example of a law test makes one check). The header names the backend
+and its version, Python, torch, CUDA and the GPU (when the run imported torch), Hypothesis with its profile, seed
+and the floor, and the time.
 
-JSON (`format` "marlin-compliance/1"): {"format", "header": {...}, "summary": {"cells", "passed",
-"failed", "not provided", "tests", "examples"}, "cells": [{"backend", "operation", "scheme", "dtype",
-"result", "tests": {"passed", "failed", "not provided"}, "examples", "checks": {...}}],
-"tests": [{"nodeid", "outcome", "examples", "cells": [[op, scheme, dtype, {outcome: checks}]]}]}.
+JSON (`format` "marlin-compliance/2"): {"format", "header": {...}, "summary": {"cells", "passed", "failed", "not
+provided", "thin", "tests": {"passed", "failed", "not provided", "skipped"}, "examples"}, "cells": [{"backend",
+"operation", "scheme", "dtype", "feature", "result", "tests": {...}, "examples", "checks": {...}}], "tests":
+[{"nodeid", "outcome", "examples", "cells": [[op, scheme, dtype, feature, {outcome: checks}]]}]}.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import sys
@@ -39,11 +47,18 @@ import pytest
 
 from properties.reporting import cells
 from properties.seam.backends import OPERATIONS, NotProvided, get_backend
+from properties.seam.capabilities import Cell
 
-FORMAT = "marlin-compliance/1"
-ALL = "*"          # scheme and dtype of an operation the backend does not provide at all
+FORMAT = "marlin-compliance/2"
+ALL = "*"          # scheme, dtype and feature of an operation the backend does not provide at all
+NO_CELL = "(no cell)"   # the operation of a backend test that names no cell
 RESULTS = ("passed", "failed", "not provided")
-COLUMNS = ("backend", "operation", "scale scheme", "dtype", "result", "tests pass/fail/n.p.", "examples")
+OUTCOMES = (*RESULTS, "skipped")    # a test's outcome; "skipped": for another reason than "not provided"
+THIN_FRACTION = 0.5                 # a cell's examples must reach this share of the profile's max_examples
+STRICT_PROFILES = ("ci", "gpu", "nightly")   # where a thin cell fails the run
+MARKER = "marlin_cell"
+COLUMNS = ("backend", "operation", "scale scheme", "dtype", "feature", "result", "tests pass/fail/n.p.",
+           "examples")
 _WORKER_KEY = "marlin_compliance"
 _NODES = pytest.StashKey[list]()
 _TALLIES = pytest.StashKey[dict]()
@@ -51,6 +66,8 @@ _WORKERS = pytest.StashKey[int]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{MARKER}(op, scheme='-', dtype='-', feature='-'): the compliance cell a "
+                                       "test of the backend under test is about (checked provided before it runs)")
     config.stash[_NODES] = []
     config.stash[_TALLIES] = {}
     config.stash[_WORKERS] = 0
@@ -67,13 +84,32 @@ def _session_backend(config: pytest.Config) -> tuple[str, str]:
         return spec, spec
 
 
-def _row_op(item: pytest.Item) -> str | None:
-    """The operation of the registry row a law test is parametrized with, if any."""
-    from properties.cases.transforms import Transform
+def item_cell(item: pytest.Item) -> Cell | None:
+    """The cell a test is about: its `cell` parameter, or its marlin_cell marker."""
+    cell = getattr(getattr(item, "callspec", None), "params", {}).get("cell")
+    if isinstance(cell, Cell):
+        return cell
+    marker = item.get_closest_marker(MARKER)
+    return None if marker is None else Cell(*marker.args, **marker.kwargs)
 
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    row = next((v for v in params.values() if isinstance(v, Transform)), None)
-    return None if row is None else row.op
+
+def not_provided_reason(report) -> str | None:
+    """The reason of a "not provided" skip (NotProvided, which pytest turns into a skip with its message)."""
+    longrepr = getattr(report, "longrepr", None)
+    if report.skipped and isinstance(longrepr, tuple) and len(longrepr) == 3:
+        reason = str(longrepr[2]).removeprefix("Skipped: ")
+        if reason.startswith(NotProvided.PREFIX):
+            return reason
+    return None
+
+
+def uses_backend(item: pytest.Item) -> bool:
+    return "backend" in getattr(item, "fixturenames", ())
+
+
+def floor(max_examples: int) -> int:
+    """The fewest examples a provided cell needs not to be thin."""
+    return max(1, math.ceil(THIN_FRACTION * max_examples))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -93,26 +129,16 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         return report
     tally = item.config.stash[_TALLIES].pop(item.nodeid, None)
     found = {} if tally is None else tally.cells
-    excinfo = call.excinfo
-    not_provided = report.skipped and excinfo is not None and isinstance(excinfo.value, NotProvided)
-    op = _row_op(item)
-    if not found and op is None:
-        return report                                   # not a law test
+    if not found and not uses_backend(item):
+        return report                                   # not a test of the backend under test
+    outcome = ("not provided" if not_provided_reason(report) else "skipped") if report.skipped else report.outcome
     if not found:
-        if not (report.failed or not_provided):
-            return report                               # a plain skip of a law test: no verdict
-        found = {(op, "?", "?"): Counter({"failed" if report.failed else "not provided": 1})}
-    outcome = "not provided" if not_provided else report.outcome
+        cell = item_cell(item) or Cell(NO_CELL)
+        found = {cell: Counter() if outcome == "skipped" else Counter({outcome: 1})}
     item.config.stash[_NODES].append({
         "nodeid": item.nodeid, "outcome": outcome, "hypothesis": bool(tally and tally.hypothesis),
         "cells": [[*key, dict(counts)] for key, counts in sorted(found.items())]})
     return report
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    config = session.config
-    if hasattr(config, "workeroutput"):   # an xdist worker: hand the per-test records to the controller
-        config.workeroutput[_WORKER_KEY] = json.dumps(config.stash[_NODES])
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -131,24 +157,31 @@ def _cell_verdict(counts: dict, node_failed: bool) -> str:
     return "passed" if counts.get("passed") else "not provided"
 
 
-def build_cells(nodes: list[dict], backend: str) -> list[dict]:
-    """Per-test records -> table rows, sorted by operation (contract order), scheme, dtype."""
+def build_cells(nodes: list[dict], backend: str, min_examples: int = 0) -> list[dict]:
+    """Per-test records -> table rows, sorted by operation (contract order), scheme, dtype, feature. A passed cell
+    whose Hypothesis tests ran fewer than `min_examples` examples is "thin"."""
     table: dict[tuple, dict] = {}
     for node in nodes:
-        node_failed = node["outcome"] == "failed" and not any(c[3].get("failed") for c in node["cells"])
-        for op, scheme, dtype, counts in node["cells"]:
-            row = table.setdefault((op, scheme, dtype), {
-                "backend": backend, "operation": op, "scheme": scheme, "dtype": dtype, "result": None,
-                "tests": dict.fromkeys(RESULTS, 0), "examples": 0, "checks": dict.fromkeys(RESULTS, 0)})
+        if node["outcome"] == "skipped":
+            continue                                    # skipped for another reason: no verdict on its cell
+        node_failed = node["outcome"] == "failed" and not any(c[4].get("failed") for c in node["cells"])
+        for op, scheme, dtype, feature, counts in node["cells"]:
+            row = table.setdefault((op, scheme, dtype, feature), {
+                "backend": backend, "operation": op, "scheme": scheme, "dtype": dtype, "feature": feature,
+                "result": None, "tests": dict.fromkeys(RESULTS, 0), "examples": 0, "hypothesis": False,
+                "checks": dict.fromkeys(RESULTS, 0)})
             row["tests"][_cell_verdict(counts, node_failed)] += 1
             for outcome, n in counts.items():
                 row["checks"][outcome] += n
             if node.get("hypothesis"):
-                row["examples"] += sum(counts.values())
+                row["examples"] += counts.get("passed", 0)
+                row["hypothesis"] = True
     for row in table.values():
         tests = row["tests"]
-        row["result"] = "failed" if tests["failed"] else "passed" if tests["passed"] else "not provided"
-    # an operation the backend lacks entirely is one row, whatever cases its tests happened to draw
+        row["result"] = ("failed" if tests["failed"] else "not provided" if not tests["passed"]
+                         else "thin" if row.pop("hypothesis") and row["examples"] < min_examples else "passed")
+        row.pop("hypothesis", None)
+    # an operation the backend lacks entirely is one row, whatever cells its tests are about
     for op in sorted({key[0] for key in table}):
         keys = [key for key in table if key[0] == op]
         if all(table[key]["result"] == "not provided" for key in keys):
@@ -159,10 +192,10 @@ def build_cells(nodes: list[dict], backend: str) -> list[dict]:
                 for part in ("tests", "checks"):
                     for outcome in RESULTS:
                         merged[part][outcome] += other[part][outcome]
-            merged["scheme"] = merged["dtype"] = ALL
+            merged["scheme"] = merged["dtype"] = merged["feature"] = ALL
     order = {op: i for i, op in enumerate(OPERATIONS)}
     return sorted(table.values(), key=lambda r: (order.get(r["operation"], len(order)), r["operation"],
-                                                 r["scheme"], r["dtype"]))
+                                                 r["scheme"], r["dtype"], r["feature"]))
 
 
 def _torch_info() -> dict:
@@ -192,10 +225,12 @@ def header(config: pytest.Config) -> dict:
         version, provides = f"cannot be built: {type(exc).__name__}: {exc}", 0
     current = settings.default
     seed = config.getoption("hypothesis_seed", default=None)
+    from properties.seam import loading
     return {"backend": spec, "backend_name": name, "backend_version": version, "provides": provides,
             "python": platform.python_version(), **_torch_info(),
             "hypothesis": importlib.metadata.version("hypothesis"),
             "profile": settings.get_current_profile_name(), "max_examples": current.max_examples,
+            "floor": floor(current.max_examples), "loaded": list(loading.LOADED),
             "seed": str(seed) if seed is not None else ("derandomized" if current.derandomize else "random"),
             "xdist_workers": config.stash[_WORKERS],
             "platform": platform.platform(),
@@ -203,19 +238,24 @@ def header(config: pytest.Config) -> dict:
 
 
 def build_report(nodes: list[dict], head: dict, example_counts: dict | None = None) -> dict:
-    """The whole report; example_counts: example_counter's per-test counts, listed per test."""
-    rows = build_cells(nodes, head["backend"])
+    """The whole report; example_counts: the counters' per-test counts, listed per test."""
+    rows = build_cells(nodes, head["backend"], head.get("floor", 0))
     counts = example_counts or {}
     tests = [{"nodeid": n["nodeid"], "outcome": n["outcome"], "examples": counts.get(n["nodeid"], 0),
               "cells": n["cells"]} for n in sorted(nodes, key=lambda n: n["nodeid"])]
-    summary = {"cells": len(rows), **{r: sum(row["result"] == r for row in rows) for r in RESULTS},
-               "tests": len(tests), "examples": sum(row["examples"] for row in rows)}
+    summary = {"cells": len(rows), **{r: sum(row["result"] == r for row in rows) for r in (*RESULTS, "thin")},
+               "tests": {o: sum(t["outcome"] == o for t in tests) for o in OUTCOMES},
+               "examples": sum(row["examples"] for row in rows)}
     return {"format": FORMAT, "header": head, "summary": summary, "cells": rows, "tests": tests}
+
+
+def thin_cells(report: dict) -> list[dict]:
+    return [row for row in report["cells"] if row["result"] == "thin"]
 
 
 def _row_cells(row: dict) -> list[str]:
     t = row["tests"]
-    return [row["backend"], row["operation"], row["scheme"], row["dtype"], row["result"],
+    return [row["backend"], row["operation"], row["scheme"], row["dtype"], row["feature"], row["result"],
             f"{t['passed']}/{t['failed']}/{t['not provided']}", str(row["examples"])]
 
 
@@ -223,8 +263,9 @@ def _header_lines(report: dict) -> list[tuple[str, str]]:
     h = report["header"]
     return [("backend", f"{h['backend']} ({h['backend_version']}; provides {h['provides']} operations)"),
             ("torch", h["torch"]), ("CUDA", h["cuda"]), ("GPU", h["gpu"]),
-            ("Hypothesis", f"{h['hypothesis']}, profile {h['profile']} (max_examples {h['max_examples']}), "
-                           f"seed {h['seed']}"),
+            ("Hypothesis", f"{h['hypothesis']}, profile {h['profile']} (max_examples {h['max_examples']}, "
+                           f"thin below {h.get('floor', 0)} examples a cell), seed {h['seed']}"),
+            ("loaded", ", ".join(h.get("loaded", [])) or "nothing"),
             ("Python", f"{h['python']} on {h['platform']}"), ("finished", h["finished"])]
 
 
@@ -233,20 +274,23 @@ def _n(count: int, noun: str) -> str:
 
 
 def _summary_line(report: dict) -> str:
-    s = report["summary"]
-    return (f"{_n(s['cells'], 'cell')}: {s['passed']} passed, {s['failed']} failed, {s['not provided']} not "
-            f"provided; {_n(s['examples'], 'Hypothesis example')} in {_n(s['tests'], 'law test')}")
+    s, t = report["summary"], report["summary"]["tests"]
+    return (f"{_n(s['cells'], 'cell')}: {s['passed']} passed, {s['failed']} failed, {s['thin']} thin, "
+            f"{s['not provided']} not provided; {_n(sum(t.values()), 'test')}: {t['passed']} passed, {t['failed']} "
+            f"failed, {t['not provided']} not provided, {t['skipped']} skipped; "
+            f"{_n(s['examples'], 'Hypothesis example')}")
 
 
 def to_markdown(report: dict) -> str:
     lines = [f"# Marlin compliance: backend `{report['header']['backend']}`", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in _header_lines(report)]
-    lines += ["", _summary_line(report) + ". A cell fails if any check of its (operation, scale scheme, dtype) "
-              "failed; *not provided*: the backend lacks the operation.", "",
+    lines += ["", _summary_line(report) + ". A cell fails if any check of its (operation, scale scheme, dtype, "
+              "feature) failed; *thin*: it passed on fewer examples than the floor; *not provided*: the backend "
+              "lacks it.", "",
               "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in report["cells"]:
         values = _row_cells(row)
-        values[4] = f"**{values[4]}**" if row["result"] == "failed" else values[4]
+        values[5] = f"**{values[5]}**" if row["result"] in ("failed", "thin") else values[5]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
@@ -279,21 +323,56 @@ def write(report: dict, path: str | os.PathLike) -> tuple[Path, Path]:
     return json_path, md_path
 
 
+def session_report(config: pytest.Config) -> dict:
+    """The report of this run (on the controller under xdist), built once."""
+    if _REPORT not in config.stash:
+        from properties.reporting.counters import example_counts
+
+        config.stash[_REPORT] = build_report(config.stash[_NODES], header(config), dict(example_counts(config)))
+    return config.stash[_REPORT]
+
+
+_REPORT = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    """A worker hands its per-test records to the controller; on the controller (or without xdist), where every
+    record has arrived, a thin cell fails the run under the strict profiles."""
+    config = session.config
+    if hasattr(config, "workeroutput"):
+        config.workeroutput[_WORKER_KEY] = json.dumps(config.stash[_NODES])
+        return
+    if not config.stash[_NODES]:
+        return
+    report = session_report(config)
+    if thin_cells(report) and report["header"]["profile"] in STRICT_PROFILES and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if hasattr(config, "workeroutput"):
         return
     nodes, path = config.stash[_NODES], config.getoption("--marlin-report")
     if not nodes and not path:
         return
-    from properties.reporting.counters import example_counts
-
-    report = build_report(nodes, header(config), dict(example_counts(config)))
+    report = session_report(config)
     if config.get_verbosity() >= 0:
-        terminalreporter.section("marlin: compliance (backend x operation x scale scheme x dtype)")
+        terminalreporter.section("marlin: compliance (backend x operation x scale scheme x dtype x feature)")
         for line in to_text(report):
             terminalreporter.write_line(line)
     else:
         terminalreporter.write_line(f"marlin compliance: {_summary_line(report)}")
+    thin = thin_cells(report)
+    if thin:
+        strict = report["header"]["profile"] in STRICT_PROFILES
+        terminalreporter.section("marlin: thin cells (passed on too few examples: not a pass)", red=strict,
+                                 yellow=not strict)
+        for row in thin:
+            terminalreporter.write_line(f"{row['operation']} [{row['scheme']}, {row['dtype']}, {row['feature']}]: "
+                                        f"{row['examples']} examples < {report['header']['floor']}")
+        terminalreporter.write_line(f"{len(thin)} thin cell(s): " + ("the run fails (profile "
+                                    f"{report['header']['profile']})" if strict else "a warning under this profile"))
     if path:
         json_path, md_path = write(report, path)
         terminalreporter.write_line(f"marlin: compliance report written to {json_path} and {md_path}")
