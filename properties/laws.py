@@ -237,10 +237,33 @@ LAWS = {f.__name__: f for f in (matches_oracle, roundtrip, inputs_never_mutated,
                                  shard_equals_channel, size_k_first_transposes, moe_equals_per_expert)}
 
 
+def case_sizes(case: dict) -> dict:
+    """The sizes of a case that a backend's limits speak of (properties.seam.capabilities.LIMIT_KEYS)."""
+    sizes = {"size_k": case.get("size_k", case.get("hidden")), "size_n": case.get("size_n", case.get("intermediate")),
+             "rows": case.get("rows"), "experts": case.get("experts")}
+    return {key: value for key, value in sizes.items() if value is not None}
+
+
+def within_limits(backend: Backend, row: Transform, case: dict) -> None:
+    """A case beyond the backend's declared limits is never sent to it: Hypothesis draws another (reject), a replay
+    outside Hypothesis is "not provided"."""
+    capability = backend.capabilities.get(row.op)
+    if capability is None or not capability.limits or capability.admits(**case_sizes(case)):
+        return
+    from hypothesis import reject
+    from hypothesis.control import currently_in_test_context
+
+    if currently_in_test_context():
+        reject()
+    raise NotProvided(backend.name, row.op, f"the case {case_sizes(case)} is beyond its limits {capability.limits}")
+
+
 def run_counted(run, backend: Backend, row: Transform, case: dict, repro: str):
     """run(backend, row, case), its outcome counted for the compliance report (properties.reporting.cells.note_cell;
-    a no-op outside a recorded test) and `repro` attached to a failure as the one-line reproduction."""
+    a no-op outside a recorded test) and `repro` attached to a failure as the one-line reproduction. A case beyond
+    the backend's limits is not run (within_limits)."""
     __tracebackhide__ = True
+    within_limits(backend, row, case)
     try:
         result = run(backend, row, case)
     except NotProvided:

@@ -252,3 +252,40 @@ def test_examples_scale_with_the_profile():
     from hypothesis import settings
 
     assert examples(0.5).max_examples == max(3, round(settings.default.max_examples * 0.5))
+
+
+def test_a_case_beyond_declared_limits_is_never_sent(tmp_path):
+    # MARLIN_CAPABILITIES limits: Hypothesis draws other cases, a replay says "not provided"; the op never sees it
+    from properties.cases.transforms import by_name
+    from properties.laws import check
+    from properties.seam.backends import NotProvided
+
+    seen = []
+    ref = get_backend("ref")
+
+    class Ops:
+        MARLIN_ARRAYS = "numpy"
+        MARLIN_CAPABILITIES = {"gptq_marlin_repack": {"limits": {"max_size_n": 64}}}
+
+        @staticmethod
+        def gptq_marlin_repack(b_q_weight, perm, size_k, size_n, num_bits):
+            seen.append(size_n)
+            return ref.gptq_marlin_repack(b_q_weight, perm, size_k, size_n, num_bits)
+
+    backend = B.adapt("limited", "v", Ops)
+    row = by_name("gptq_marlin_repack[8bit]")
+    small = {"size_k": 16, "size_n": 64, "num_bits": 8, "perm": "none", "seed": 0, "specials": "none", "plants": []}
+    check("matches_oracle", backend, row, small)
+    with pytest.raises(NotProvided, match="beyond its limits"):
+        check("matches_oracle", backend, row, {**small, "size_n": 128})
+    assert seen == [64]
+
+    from hypothesis import given, settings, strategies as st
+
+    @given(case=row.cases_in(row.cells[0]))
+    @settings(max_examples=30, deadline=None, database=None)
+    def law(case):
+        check("matches_oracle", backend, row, case)
+
+    law()
+    assert seen and max(seen) == 64
