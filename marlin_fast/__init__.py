@@ -6,6 +6,7 @@ out on the input's device; inputs are never mutated. CUDA kernels live elsewhere
 here.
 """
 
+from .apply_fp8_marlin_linear import apply_fp8_marlin_linear, apply_mxfp8_marlin_linear
 from .fp8_fused_exponent_bias_into_scales import (fp8_fused_exponent_bias_into_scales,
                                                   fp8_unfuse_exponent_bias_from_scales)
 from .formats import (as_activation_dtype, decode_e4m3, decode_e8m0, encode_e4m3, encode_e8m0, exponent_bias_of,
@@ -45,4 +46,5 @@ __all__ = [
     "prepare_fp8_layer_for_marlin", "prepare_fp8_moe_layer_for_marlin",
     "prepare_mxfp8_layer_for_marlin", "prepare_mxfp8_moe_layer_for_marlin",
     "marlin_gemm",  # the GEMM (§3)
+    "apply_fp8_marlin_linear", "apply_mxfp8_marlin_linear",   # the linear layer on a prepared layer (§2.13)
 ]

@@ -29,6 +29,7 @@ from __future__ import annotations
 import torch
 
 from . import _ext
+from .apply_fp8_marlin_linear import apply_with
 
 __all__ = [
     "gptq_marlin_repack",
@@ -36,6 +37,8 @@ __all__ = [
     "marlin_gemm",
     "marlin_moe_gemm",
     "moe_align_block_rows",
+    "apply_fp8_marlin_linear",
+    "apply_mxfp8_marlin_linear",
 ]
 
 
@@ -230,3 +233,8 @@ def marlin_moe_gemm(
         a, b_q_weight, b_scales, b_bias, out, sorted_ids, expert_ids, weights, top_k, rows,
         size_n, size_k, config, -1 if splits is None else splits,
     ))
+
+
+# the linear layer (pad K, GEMM with the bias inside, slice N; §2.13) on the CUDA kernel
+apply_fp8_marlin_linear = apply_with(marlin_gemm)
+apply_mxfp8_marlin_linear = apply_with(marlin_gemm, mx=True)

@@ -11,6 +11,7 @@ imports torch, so it cannot share a bug with an implementation it checks.
     ((1, 256), '0x380000')
 """
 
+from marlin_ref.apply_fp8_marlin_linear import apply_fp8_marlin_linear, apply_mxfp8_marlin_linear
 from marlin_ref.formats import (
     as_activation_dtype,
     decode_e4m3,

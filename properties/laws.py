@@ -283,7 +283,8 @@ def check(law: str, backend: Backend, row: Transform, case: dict) -> None:
     run_counted(LAWS[law], backend, row, case, report.repro_command(law, row.name, case, backend.name))
 
 
-LAW_MODULES = ("properties.laws", "properties.cases.gemm_cases")   # each has LAWS, check and row_named
+# each has LAWS, check and row_named
+LAW_MODULES = ("properties.laws", "properties.cases.gemm_cases", "properties.cases.linear_cases")
 
 
 def row_named(name: str) -> Transform:

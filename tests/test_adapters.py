@@ -167,6 +167,18 @@ FAKE_FP8 = {
             if layer.bias is not None:
                 layer.bias = torch.nn.Parameter(out.bias, requires_grad=False)
     """,
+    "apply_fp8_marlin_linear": """
+        def apply_fp8_marlin_linear(input, weight, weight_scale, workspace, size_n, size_k, bias, input_dtype=None,
+                                    use_fp32_reduce=True):
+            assert workspace.dtype == torch.int32 and not workspace.any()
+            return mf.apply_fp8_marlin_linear(input, weight, weight_scale, size_n=size_n, size_k=size_k, bias=bias)
+    """,
+    "apply_mxfp8_marlin_linear": """
+        def apply_mxfp8_marlin_linear(input, weight, weight_scale, workspace, size_n, size_k, bias, input_dtype=None,
+                                      use_fp32_reduce=True):
+            assert weight_scale.dtype == torch.float8_e8m0fnu
+            return mf.apply_mxfp8_marlin_linear(input, weight, weight_scale, size_n=size_n, size_k=size_k, bias=bias)
+    """,
     "prepare_mxfp8_moe_layer_for_marlin": """
         def prepare_mxfp8_moe_layer_for_marlin(layer, w13, w2, w13_scale, w2_scale):
             layer.workspace = torch.zeros(4, dtype=torch.int32)
@@ -349,7 +361,7 @@ def test_register_adds_vllm_and_the_marlin_ops_scheme():
 
 _FP8_NAMES = ("pack_fp8_to_int32, fp8_fused_exponent_bias_into_scales, mxfp8_marlin_process_scales, "
               "prepare_fp8_layer_for_marlin, prepare_fp8_moe_layer_for_marlin, prepare_mxfp8_layer_for_marlin, "
-              "prepare_mxfp8_moe_layer_for_marlin")
+              "prepare_mxfp8_moe_layer_for_marlin, apply_fp8_marlin_linear, apply_mxfp8_marlin_linear")
 FOUND_IN = {   # layout -> the version string: where each op was found
     "older": f"vllm 0.0.fake (cpu); marlin_utils_fp8: {_FP8_NAMES}; marlin_utils: marlin_permute_scales, "
              "marlin_permute_bias, marlin_padded_nk, marlin_moe_padded_intermediate; "
@@ -795,3 +807,19 @@ def test_marlin_ops_capabilities_follow_the_schema(fake_ops, namespace, left_out
             assert f"{why} is not provided" in b.gap(cell), cell
         else:
             assert b.gap(cell) is None, cell
+
+
+@pytest.mark.parametrize("law", ["linear_one_hot_is_exact", "linear_within_bound"])
+@pytest.mark.parametrize("scheme, bias", [("channel", True), ("block", False), ("tensor", True)])
+def test_vllm_fake_linear_layer_through_the_end_to_end_law(fake_vllm, layout, law, scheme, bias):
+    # vLLM's apply_fp8_marlin_linear after vLLM's prepare_fp8_layer_for_marlin, against the checkpoint's mathematics
+    from properties.cases.linear_cases import FP8, check, row_named
+
+    case = {"size_k": 100, "size_n": 96, "size_k_first": False, "orig_dtype": "bfloat16", "bias": bias,
+            "scheme": scheme, "scale_dtype": "float32", "scale_rank": 2 if scheme == "block" else 1,
+            "logical_widths": None, "block_n": 128, "seed": 3, "specials": "some", "plants": [],
+            "activations": "one_hot" if law.startswith("linear_one") else "normal", "rows": 3, "lead": [3],
+            "act_exponent": 0}
+    if scheme == "block":
+        case.update(size_k=256, size_n=192)          # block scales: K and N whole blocks of 128 / ragged N
+    check(law, fake_vllm(layout=layout), row_named(FP8), case)

@@ -75,8 +75,9 @@ def table_totals(report: dict) -> dict:
 
 def test_a_snapshot_library_loaded_from_the_command_line(tmp_path):
     (tmp_path / "snapshot_ops.py").write_text(SNAPSHOT_OPS)
-    proc = run_pytest(tmp_path, "tests/test_laws_gemm.py", "tests/test_laws_layout.py", "-m", "marlin_backend",
-                      "-k", "gemm or repack", "-n", "2", "--marlin-load", "snapshot_ops", f"--marlin-backend=marlin-ops:{NAMESPACE}",
+    proc = run_pytest(tmp_path, "tests/test_laws_gemm.py", "tests/test_laws_layout.py", "tests/test_laws_linear.py",
+                      "-m", "marlin_backend", "-k", "gemm or (repack and 8bit) or (linear and (channel or mx))",
+                      "-n", "2", "--marlin-load", "snapshot_ops", f"--marlin-backend=marlin-ops:{NAMESPACE}",
                       "--hypothesis-profile=ci", f"--marlin-report={tmp_path / 'report'}",
                       f"--junitxml={tmp_path / 'junit.xml'}")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
@@ -98,6 +99,12 @@ def test_a_snapshot_library_loaded_from_the_command_line(tmp_path):
     # the repack of the snapshot takes a perm: every layout cell of it is provided and passed
     repack = [c for key, c in cells.items() if key[0] == "gptq_marlin_repack"]
     assert repack and {c["result"] for c in repack} == {"passed"}
+    # the linear layer composed on the snapshot's GEMM adds the bias after it, in logical order (as the 2025 Python
+    # layer did): every FP8 linear cell passes, bias included; the MXFP8 one is not provided
+    linear = {key: c["result"] for key, c in cells.items() if key[0].startswith("apply_")}
+    assert {r for key, r in linear.items() if key[0] == "apply_fp8_marlin_linear"} == {"passed"}
+    assert ("apply_fp8_marlin_linear", "channel", "float16", "bias") in linear
+    assert {r for key, r in linear.items() if key[0] == "apply_mxfp8_marlin_linear"} == {"not provided"}
     # the table's totals are pytest's
     assert table_totals(report) == junit_totals(tmp_path / "junit.xml")
 

@@ -115,7 +115,7 @@ class GemmInputs:
     hot: np.ndarray | None               # int [M]: the k of each one-hot row
 
 
-def _e8m0_codes(case: dict, shape: tuple) -> np.ndarray:
+def mx_scale_codes(case: dict, shape: tuple) -> np.ndarray:
     """uint8 [N, K/32]: typical exponents, with every boundary code of §3.5 planted `MX_PLANTS` times."""
     rng = T.rng_for(case, SALT_MX)
     codes = rng.integers(MX_TYPICAL_CODES[0], MX_TYPICAL_CODES[1] + 1, shape).astype(np.uint8)
@@ -125,7 +125,7 @@ def _e8m0_codes(case: dict, shape: tuple) -> np.ndarray:
     return codes
 
 
-def _activations(case: dict, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
+def activations_of(case: dict, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
     k, kind = case["size_k"], case["activations"]
     if kind == "identity":
         hot = np.arange(k)
@@ -147,7 +147,7 @@ def build_gemm(case: dict) -> GemmInputs:
     channel = None
     if scheme == "mx":
         layer = prepare_mxfp8_layer_for_marlin(np.ascontiguousarray(codes.T).view(T.E4M3),     # [N, K]
-                                               _e8m0_codes(case, (n, k // MX_BLOCK)), bias=bias)
+                                               mx_scale_codes(case, (n, k // MX_BLOCK)), bias=bias)
     else:
         groups = 1 if scheme == "channel" else k // FP8_GROUP
         s = T.distinct(T.rng_for(case, 1), groups * n, name, GEMM_SCALE_EXPONENTS)       # exact in dtype
@@ -159,7 +159,7 @@ def build_gemm(case: dict) -> GemmInputs:
     if (layer.padded_k, layer.padded_n) != (k, n):
         raise ValueError(f"build_gemm: case {case} is not a kernel shape (padded to "
                          f"{layer.padded_k}x{layer.padded_n})")
-    a, hot = _activations(case, dtype)
+    a, hot = activations_of(case, dtype)
     w_eff = dequantize_marlin_weight(layer.qweight, layer.scales, k, n, dtype=dtype)
     kwargs = {"a": a, "b_q_weight": layer.qweight, "b_scales": layer.scales, "b_bias": layer.bias,
               "size_n": n, "size_k": k}

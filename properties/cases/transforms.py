@@ -238,8 +238,9 @@ def _scales_to_float(case):
 
 
 # scale schemes (§2.8 step 4, §2.9 step 3)
-def fp8_scale(case, size_n: int, size_k: int, salt: int = 1) -> np.ndarray:
-    """The checkpoint scale of a dense FP8 case, in its scheme, rank and dtype."""
+def fp8_scale(case, size_n: int, size_k: int, salt: int = 1, exponents=SCALE_EXPONENTS) -> np.ndarray:
+    """The checkpoint scale of a dense FP8 case, in its scheme, rank and dtype (distinct values in the binades of
+    `exponents`)."""
     scheme, rank, dtype = case["scheme"], case["scale_rank"], case["scale_dtype"]
     if scheme == "block":
         nb, kb = -(-size_n // case["block_n"]), -(-size_k // S.FP8_BLOCK_K)
@@ -248,7 +249,7 @@ def fp8_scale(case, size_n: int, size_k: int, salt: int = 1) -> np.ndarray:
         count = {"tensor": 1, "channel": size_n, "shard_equal": case.get("shards"),
                  "shard_widths": len(case["logical_widths"] or [])}[scheme]
         shape = [(), (count,), (count, 1)][rank]
-    return distinct(rng_for(case, salt), math.prod(shape), dtype).reshape(shape)
+    return distinct(rng_for(case, salt), math.prod(shape), dtype, exponents).reshape(shape)
 
 
 def _block(case):

@@ -36,7 +36,8 @@ from properties.seam.capabilities import NO_AXIS, Cell
 
 # operations whose cases may carry a bias the operation itself applies (the "bias" feature)
 BIAS_OPS = frozenset({"prepare_fp8_layer_for_marlin", "prepare_fp8_moe_layer_for_marlin",
-                      "prepare_mxfp8_layer_for_marlin", "marlin_gemm"})
+                      "prepare_mxfp8_layer_for_marlin", "marlin_gemm", "apply_fp8_marlin_linear",
+                      "apply_mxfp8_marlin_linear"})
 ACT_ORDER_PERMS = ("random", "reverse")     # strategies.ACT_ORDER_PERMS: a perm that reorders rows
 OUTCOMES = ("passed", "failed", "not provided")
 # the carrier of a pack case's fp8 weight (strategies.pack_cases "codes") as a dtype name

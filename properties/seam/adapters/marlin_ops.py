@@ -206,7 +206,8 @@ def repack_caller(fn: Callable, sig: tuple, backend: str, where: str) -> Callabl
     return gptq_marlin_repack
 
 
-def _sm_count(device) -> int:
+def sm_count(device) -> int:
+    """The length of a Marlin workspace on `device` (marlin_make_workspace_new: one lock per SM)."""
     import torch
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
@@ -222,7 +223,7 @@ def gemm_caller(fn: Callable, sig: tuple, backend: str) -> Callable:
         import torch
         if b_scales.dtype == torch.uint8:   # MXFP8: the kernel keys on the e8m0 dtype of b_scales (§4.1)
             b_scales = b_scales.view(torch.float8_e8m0fnu)
-        workspace = torch.zeros(_sm_count(a.device) * DENSE_BLOCKS_PER_SM, dtype=torch.int32, device=a.device)
+        workspace = torch.zeros(sm_count(a.device) * DENSE_BLOCKS_PER_SM, dtype=torch.int32, device=a.device)
         values = {
             "a": a, "c_or_none": None, "b_q_weight": b_q_weight, "b_bias_or_none": b_bias,
             "b_scales": b_scales, "a_scales": None, "global_scale": None, "b_zeros_or_none": None,
@@ -277,13 +278,39 @@ def repack_op(namespace: str, backend: str, device: str | None = None) -> tuple[
 
 
 def gemm_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str, Capability]:
-    """(NumPy-level marlin_gemm on torch.ops.<namespace>, label, capability); raises Unsupported."""
+    """(NumPy-level marlin_gemm on torch.ops.<namespace>, label, capability); raises Unsupported. The NumPy-level
+    op keeps the library's torch-level GEMM as `.torch_gemm` (the linear layer is composed on it)."""
     packet, where, sig, run_on = _resolve(namespace, GEMM_NAMES, GEMM_ARGS, GEMM_REQUIRED, device,
                                           missing=f"neither {' nor '.join(GEMM_NAMES)}")
     if not GEMM_TYPE_ARGS & set(sig[0]):
         raise Unsupported(f"{where} has an unknown schema {sig[2]}; lacks one of {sorted(GEMM_TYPE_ARGS)}")
     label = f"{where} [{schema_label(GEMM_SCHEMAS, sig[0])}] on {run_on}"
-    return torch_adapter(gemm_caller(packet, sig, backend), run_on), label, gemm_capability(sig[0])
+    gemm = gemm_caller(packet, sig, backend)
+    op = torch_adapter(gemm, run_on)
+    op.torch_gemm, op.takes_bias, op.device = gemm, "b_bias_or_none" in sig[0], run_on
+    return op, label, gemm_capability(sig[0])
+
+
+def linear_ops(gemm_op_: Callable, capability: Capability) -> tuple[dict, dict]:
+    """({op: NumPy-level op}, {op: capability}) of the linear layer composed on a library's GEMM with marlin_fast's
+    padding and slicing (§2.13). A GEMM without b_bias gets the bias as the 2025 snapshot's Python layer added it:
+    after the GEMM, in logical order, RT(RT(acc) + b) (the prepared bias is in kernel order: un-permuted first)."""
+    from marlin_fast.apply_fp8_marlin_linear import apply_with
+    from marlin_fast.marlin_permute_bias import marlin_unpermute_bias
+
+    gemm, takes_bias = gemm_op_.torch_gemm, gemm_op_.takes_bias
+
+    def gemm_then_bias(a, b_q_weight, b_scales, b_bias=None, *, size_n, size_k):
+        if b_bias is None or takes_bias:
+            return gemm(a, b_q_weight, b_scales, b_bias, size_n=size_n, size_k=size_k)
+        out = gemm(a, b_q_weight, b_scales, None, size_n=size_n, size_k=size_k)
+        return (out.double() + marlin_unpermute_bias(b_bias).double()).to(out.dtype)   # one rounding, like half2
+
+    ops = {"apply_fp8_marlin_linear": torch_adapter(apply_with(gemm_then_bias), gemm_op_.device),
+           "apply_mxfp8_marlin_linear": torch_adapter(apply_with(gemm_then_bias, mx=True), gemm_op_.device)}
+    without_mx = capability.schemes is not None and "mx" not in capability.schemes
+    mx = Capability(schemes=frozenset(), why=capability.why) if without_mx else EVERYTHING
+    return ops, {"apply_fp8_marlin_linear": EVERYTHING, "apply_mxfp8_marlin_linear": mx}
 
 
 # --- the backend ---------------------------------------------------------------------------------
@@ -320,6 +347,15 @@ def marlin_ops_backend(namespace: str, *, device: str | None = None) -> Backend:
         except Unsupported as exc:
             missing[op], label = str(exc), "not provided"
         labels.append(f"{op}: {label}")
+    if "marlin_gemm" in ops:          # the linear layer: marlin_fast's padding and slicing around the library's GEMM
+        linear, linear_capabilities = linear_ops(ops["marlin_gemm"], capabilities["marlin_gemm"])
+        ops.update(linear)
+        capabilities.update(linear_capabilities)
+        labels.append("apply_*_marlin_linear: composed on its marlin_gemm")
+    else:
+        for op in ("apply_fp8_marlin_linear", "apply_mxfp8_marlin_linear"):
+            ops.pop(op, None)
+            missing[op] = f"the linear layer needs the library's GEMM: {missing['marlin_gemm']}"
     version = (f"{'; '.join(labels)}; every other transform from marlin_fast "
                f"{_package_version(marlin_fast)} (torch {torch.__version__}, {rest_device})")
     return Backend(name, version, ops, missing, capabilities)

@@ -70,7 +70,7 @@ from marlin_ref.prepare_fp8_layer_for_marlin import MarlinLayer
 from marlin_ref.prepare_fp8_moe_layer_for_marlin import MarlinMoeLayer
 from properties.seam.adapters.marlin_ops import (REPACK_ARGS, REPACK_REQUIRED, REPACK_SCHEMAS, Unsupported,
                                             check_arguments, find_op, gemm_op, kernel_gap, repack_capability,
-                                            repack_caller, schema_label, signature)
+                                            repack_caller, schema_label, signature, sm_count)
 from properties.seam.backends import OPERATIONS, Backend, BackendError, NotProvided, register_backend, torch_adapter
 
 NAME = "vllm"
@@ -199,6 +199,26 @@ def _moe_padded(fn, ctx, where):
     def marlin_moe_padded_intermediate(size_n, group_size=-1):
         return fn(size_n, group_size)
     return marlin_moe_padded_intermediate
+
+
+LINEAR_ARGS = frozenset(("input", "weight", "weight_scale", "workspace", "size_n", "size_k", "bias"))
+
+
+def _apply_linear(fn, ctx, where):
+    """vLLM's apply_*_marlin_linear(input, weight, weight_scale, workspace, size_n, size_k, bias, ...) (§2.13): a
+    zeroed workspace of #SMs ints as marlin_make_workspace_new gives, the prepared layer's tensors as they are."""
+    sig = signature(fn)
+    check_arguments(where, sig, LINEAR_ARGS, LINEAR_ARGS - {"workspace"})
+
+    def apply(input, weight, weight_scale, *, size_n, size_k, bias=None):
+        import torch
+        if weight_scale.dtype == torch.uint8:        # e8m0 codes: the dtype vLLM's MXFP8 path keys on (§4.1)
+            weight_scale = weight_scale.view(torch.float8_e8m0fnu)
+        workspace = torch.zeros(sm_count(input.device), dtype=torch.int32, device=input.device)
+        given = {"input": input, "weight": weight, "weight_scale": weight_scale, "workspace": workspace,
+                 "size_n": size_n, "size_k": size_k, "bias": bias}
+        return fn(**{name: value for name, value in given.items() if name in sig[0]})
+    return apply
 
 
 def _pack(fn, ctx, where):
@@ -382,6 +402,8 @@ SOURCES: dict[str, tuple[Place, ...]] = {
     "marlin_permute_bias": (Place(UTILS, "marlin_permute_bias", _permute_bias),),
     "marlin_padded_nk": (Place(UTILS, "marlin_padded_nk", _padded_nk_op),),
     "marlin_moe_padded_intermediate": (Place(UTILS, "marlin_moe_padded_intermediate", _moe_padded),),
+    "apply_fp8_marlin_linear": (Place(FP8_UTILS, "apply_fp8_marlin_linear", _apply_linear),),
+    "apply_mxfp8_marlin_linear": (Place(FP8_UTILS, "apply_mxfp8_marlin_linear", _apply_linear),),
     "gptq_marlin_repack": (Place(CUSTOM_OPS, "gptq_marlin_repack", _repack, "gptq_marlin_repack"),
                            Place(COMPILED, "gptq_marlin_repack", _repack, "gptq_marlin_repack")),
 }
