@@ -32,24 +32,52 @@ from __future__ import annotations
 
 import numpy as np
 
-from marlin_ref.errors import check_array, check_positive
+from marlin_ref.errors import check_array, check_dtype, check_positive, check_rank, check_shape
 from marlin_ref.formats import BF16, E8M0, as_activation_dtype
+from marlin_ref.layout import MX_BLOCK, TILE_K, TILE_N
 from marlin_ref.marlin_gemm import marlin_gemm_reference
-from marlin_ref.padding import marlin_repacked_nk
 
 FP8_NUM_BITS = 8
+FP8_GROUP = 128                     # the grouped FP8 kernel's group (§4.2)
+MX_SCALE_DTYPES = (E8M0, np.dtype(np.uint8))
 
 
-def _apply(fn: str, input, weight, weight_scale, size_n, size_k, bias) -> np.ndarray:
-    check_array(fn, "input", input)
+def _check(fn: str, input, weight, weight_scale, size_n, size_k, bias, mx: bool) -> tuple[int, int]:
+    """(padded_n, padded_k) once every argument is valid; each message names this function and the argument."""
     size_n, size_k = check_positive(fn, "size_n", size_n), check_positive(fn, "size_k", size_k)
-    as_activation_dtype(input.dtype, fn, "input.dtype")
+    check_array(fn, "input", input)
+    if mx and input.dtype != BF16:
+        raise TypeError(f"{fn}: input must be bfloat16 (the MXFP8 kernels are bf16 only, §4.2), got {input.dtype.name}")
+    dtype = as_activation_dtype(input.dtype, fn, "input.dtype")
     if input.ndim < 1 or input.shape[-1] != size_k:
         raise ValueError(f"{fn}: input must be [..., size_k={size_k}], got shape {input.shape}")
-    padded_n, padded_k = marlin_repacked_nk(check_array(fn, "weight", weight), FP8_NUM_BITS)
+    check_rank(fn, "weight", check_dtype(fn, "weight", weight, [np.int32]), 2)
+    rows, cols = weight.shape                                        # [padded_k/16, 4·padded_n]
+    if cols % 4 or (cols // 4) % TILE_N:
+        raise ValueError(f"{fn}: weight must be [padded_k/16, 4·padded_n] with padded_n % 64 == 0, got {weight.shape}")
+    padded_k, padded_n = rows * TILE_K, cols // 4
     if size_k > padded_k or size_n > padded_n:
         raise ValueError(f"{fn}: size_k={size_k}, size_n={size_n} must not exceed the weight's padded "
                          f"(K, N) = ({padded_k}, {padded_n})")
+    check_array(fn, "weight_scale", weight_scale)
+    if mx:
+        check_dtype(fn, "weight_scale", weight_scale, MX_SCALE_DTYPES)
+        check_shape(fn, "weight_scale", weight_scale, (padded_k // MX_BLOCK, padded_n), "[padded_k/32, padded_n]")
+    elif weight_scale.dtype in MX_SCALE_DTYPES:
+        raise TypeError(f"{fn}: weight_scale must be fused 16-bit scales, got {weight_scale.dtype.name} "
+                        f"(e8m0 scales: apply_mxfp8_marlin_linear)")
+    else:
+        check_dtype(fn, "weight_scale", weight_scale, [dtype])
+        groups = (1, padded_k // FP8_GROUP) if padded_k % FP8_GROUP == 0 else (1,)
+        if weight_scale.ndim != 2 or weight_scale.shape[0] not in groups or weight_scale.shape[1] != padded_n:
+            raise ValueError(f"{fn}: weight_scale must be [G, padded_n={padded_n}] with G in {list(groups)} "
+                             f"(channel-wise or group 128), got {weight_scale.shape}")
+    if bias is not None:
+        check_shape(fn, "bias", check_dtype(fn, "bias", bias, [dtype]), (padded_n,), "[padded_n], kernel order")
+    return padded_n, padded_k
+
+
+def _apply(input, weight, weight_scale, bias, size_n, size_k, padded_n, padded_k) -> np.ndarray:
     x = input.reshape(-1, size_k)                                                   # [M, K]
     x = np.pad(x, ((0, 0), (0, padded_k - size_k)))                                # [M, padded_k], zeros
     y = marlin_gemm_reference(x, weight, weight_scale, bias, size_n=padded_n, size_k=padded_k)   # [M, padded_n]
@@ -58,21 +86,12 @@ def _apply(fn: str, input, weight, weight_scale, size_n, size_k, bias) -> np.nda
 
 def apply_fp8_marlin_linear(input, weight, weight_scale, *, size_n, size_k, bias=None) -> np.ndarray:
     """output [..., size_n] = input [..., size_k] through a prepared FP8 Marlin layer (the layout card)."""
-    fn = "apply_fp8_marlin_linear"
-    if isinstance(weight_scale, np.ndarray) and weight_scale.dtype in (E8M0, np.uint8):
-        raise TypeError(f"{fn}: weight_scale must be fused 16-bit scales, got {weight_scale.dtype.name} "
-                        f"(e8m0 scales: apply_mxfp8_marlin_linear)")
-    return _apply(fn, input, weight, weight_scale, size_n, size_k, bias)
+    padded = _check("apply_fp8_marlin_linear", input, weight, weight_scale, size_n, size_k, bias, mx=False)
+    return _apply(input, weight, weight_scale, bias, size_n, size_k, *padded)
 
 
 def apply_mxfp8_marlin_linear(input, weight, weight_scale, *, size_n, size_k, bias=None) -> np.ndarray:
     """output [..., size_n] = input [..., size_k] through a prepared MXFP8 Marlin layer: e8m0 scales (uint8 codes
     accepted), bf16 activations only (§4.2)."""
-    fn = "apply_mxfp8_marlin_linear"
-    check_array(fn, "weight_scale", weight_scale)
-    if weight_scale.dtype not in (E8M0, np.uint8):
-        raise TypeError(f"{fn}: weight_scale must have dtype float8_e8m0fnu or uint8, got {weight_scale.dtype.name}")
-    check_array(fn, "input", input)
-    if input.dtype != BF16:
-        raise TypeError(f"{fn}: input must be bfloat16 (the MXFP8 kernels are bf16 only, §4.2), got {input.dtype.name}")
-    return _apply(fn, input, weight, weight_scale.view(E8M0), size_n, size_k, bias)
+    padded = _check("apply_mxfp8_marlin_linear", input, weight, weight_scale, size_n, size_k, bias, mx=True)
+    return _apply(input, weight, weight_scale.view(E8M0), bias, size_n, size_k, *padded)
