@@ -264,17 +264,33 @@ def run_counted(run, backend: Backend, row: Transform, case: dict, repro: str):
     the backend's limits is not run (within_limits)."""
     __tracebackhide__ = True
     within_limits(backend, row, case)
+    classes = tag_shape_classes(row, case)
     try:
         result = run(backend, row, case)
     except NotProvided:
-        note_cell(backend.name, row, case, "not provided")
+        note_cell(backend.name, row, case, "not provided", classes)
         raise
     except Exception as exc:
-        note_cell(backend.name, row, case, "failed")
+        note_cell(backend.name, row, case, "failed", classes)
         exc.add_note(f"Reproduce: {repro}")
         raise
-    note_cell(backend.name, row, case, "passed")
+    note_cell(backend.name, row, case, "passed", classes)
     return result
+
+
+def tag_shape_classes(row: Transform, case: dict) -> list[str]:
+    """The case's shape classes (properties.cases.shape_classes), each a Hypothesis event inside a test."""
+    from hypothesis import event
+    from hypothesis.control import currently_in_test_context
+
+    from properties.cases.shape_classes import classes_of
+    from properties.reporting.cells import cell_of
+
+    classes = classes_of(cell_of(row.op, case, transform=row.name), case)
+    if currently_in_test_context():
+        for name in classes:
+            event(f"shape class: {name}")
+    return classes
 
 
 def check(law: str, backend: Backend, row: Transform, case: dict) -> None:

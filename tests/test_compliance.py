@@ -132,7 +132,7 @@ def _header(**extra):
 
 
 def _table_lines(md: str, backend: str) -> list[str]:
-    return [line for line in md.splitlines() if line.startswith(f"| {backend} | ") and line.count("|") == 9]
+    return [line for line in md.splitlines() if line.startswith(f"| {backend} | ") and line.count("|") == 10]
 
 
 def test_report_json_and_markdown():

@@ -248,22 +248,29 @@ def fp8_layer_cases(draw, *, schemes=FP8_SCHEMES, aligned: bool = False, square:
                     dtypes=ACTIVATION_DTYPES, bias=BIAS) -> dict:
     """Inputs of prepare_fp8_layer_for_marlin. Shapes shrink to (K, N) = (128, 64); unless `aligned`,
     K and N may fall short of the tile (K a multiple of 4, N of 16) so the pipeline pads (§2.11).
-    Block scales use [block_n, 128] (block_n 128, 64 or 256) with K a multiple of 128 and N of 64, so
-    N % block_n != 0 is the ragged block case (and K == 128 the single-permutation edge, §2.4)."""
+    Block scales use [block_n, 128] (block_n 128, 64 or 256) with K a multiple of 128 (K == 128: the
+    single-permutation edge, §2.4) and N = 1..3 block columns, the last one cut short by a multiple of 16
+    unless `aligned`: the ragged block case, with two or more block columns in most draws, and tile padding
+    wherever N % 64 != 0 (§2.8 step 4, §2.11); block cases shrink to (128, 128)."""
     scheme = draw(st.sampled_from(schemes), label="scheme")
+    block_n = draw(st.sampled_from(FP8_BLOCK_NS), label="block_n")      # drawn for every scheme: the block one uses it
     if square:
         k = n = WIDE_K * draw(st.integers(1, 2), label="square_tiles")
     else:
         shape = draw(repack_shapes(max_k_tiles=3, multiple_k=WIDE_K))
         k, n = shape["size_k"], shape["size_n"]
         k_short, n_short = draw(st.integers(0, 7), label="k_short"), draw(st.integers(0, 3), label="n_short")
-        if not aligned and scheme != "block":
+        if scheme == "block":
+            cut = 0 if aligned else draw(st.integers(0, block_n // TILE_K - 1), label="block_cut")
+            n = block_n * draw(st.integers(1, 3), label="block_cols") - TILE_K * cut     # the last column short
+        elif not aligned and k == n:   # a square weight stays square: N == K is its own class (vLLM #44110)
+            k = n = n - TILE_K * n_short
+        elif not aligned:
             k, n = k - PACK_K * k_short, n - TILE_K * n_short
     return {"size_k": k, "size_n": n, "size_k_first": draw(st.booleans(), label="size_k_first"),
             "orig_dtype": draw(st.sampled_from(dtypes), label="orig_dtype"),
             "bias": draw(st.sampled_from(bias), label="bias"), **draw(fp8_scheme_fields(scheme, size_n=n)),
-            "block_n": draw(st.sampled_from(FP8_BLOCK_NS), label="block_n"),   # used by the block scheme
-            **draw(fp8_contents(k * n))}
+            "block_n": block_n, **draw(fp8_contents(k * n))}
 
 
 @st.composite
@@ -273,11 +280,13 @@ def fp8_moe_cases(draw, *, schemes=MOE_W13_SCHEMES, w2_schemes=MOE_W2_SCHEMES, a
     Block scales need n % 128 == 0 (§5); otherwise n may be short of 64 so w13 is padded per shard.
     w2 takes the block scheme exactly when w13 does (w2_schemes are the choices of the other schemes)."""
     scheme = draw(st.sampled_from(schemes), label="scheme")
-    k = WIDE_K * draw(st.integers(1, 2), label="k_blocks")
+    block_n = draw(st.sampled_from(FP8_BLOCK_NS), label="block_n")      # drawn for every scheme: the block one uses it
+    k = WIDE_K * draw(st.integers(1, 3), label="k_blocks")
     n_tiles, n_short = draw(st.integers(1, 3), label="n_tiles"), draw(st.integers(0, 3), label="n_short")
     w2_scheme = draw(st.sampled_from(w2_schemes), label="w2_scheme")
-    if scheme == "block":
-        n, w2_scheme = FP8_BLOCK_K * min(n_tiles, 2), "block"
+    if scheme == "block":   # gate and up are whole blocks of N (§6.1 item 11), w2's K whole blocks of 128; w2's
+        unit = math.lcm(block_n, FP8_BLOCK_K)   # N = k may end in a partial block (k = 384, block_n = 256)
+        n, w2_scheme = unit * (min(n_tiles, 2) if unit == FP8_BLOCK_K else 1), "block"
     else:
         n = TILE_N * n_tiles - (0 if aligned else TILE_K * n_short)
     return {"experts": draw(st.integers(1, 3), label="experts"), "hidden": k, "intermediate": n,
@@ -285,9 +294,7 @@ def fp8_moe_cases(draw, *, schemes=MOE_W13_SCHEMES, w2_schemes=MOE_W2_SCHEMES, a
             "scale_dtype": draw(st.sampled_from(CHECKPOINT_SCALE_DTYPES), label="scale_dtype"),
             "orig_dtype": draw(st.sampled_from(dtypes), label="orig_dtype"),
             "bias": draw(st.sampled_from(bias), label="bias"), "seed": draw(seeds(), label="seed"),
-            "specials": draw(st.sampled_from(("none", "some")), label="specials"),
-            # block_n must divide n (gate|up grid, §6.1 item 11): 128 or 64
-            "block_n": draw(st.sampled_from(FP8_BLOCK_NS[:2]), label="block_n")}
+            "specials": draw(st.sampled_from(("none", "some")), label="specials"), "block_n": block_n}
 
 
 @st.composite

@@ -95,11 +95,14 @@ class Tally:
     def __init__(self, backend: str, *, hypothesis: bool):
         self.backend, self.hypothesis = backend, hypothesis
         self.cells: dict[Cell, Counter] = {}
+        self.classes: dict[Cell, Counter] = {}      # shape classes reached (properties.cases.shape_classes)
 
-    def add(self, cell: Cell, outcome: str) -> None:
+    def add(self, cell: Cell, outcome: str, classes=()) -> None:
         if outcome not in OUTCOMES:
             raise ValueError(f"Tally.add: outcome={outcome!r} must be one of {OUTCOMES}")
-        self.cells.setdefault(Cell(*cell), Counter())[outcome] += 1
+        cell = Cell(*cell)
+        self.cells.setdefault(cell, Counter())[outcome] += 1
+        self.classes.setdefault(cell, Counter()).update(classes)
 
 
 _ACTIVE: list[Tally | None] = [None]   # the tally of the running test (the compliance plugin sets it)
@@ -121,10 +124,10 @@ def recording(tally: Tally | None):
         start(previous)
 
 
-def note_cell(backend: str, row, case: dict, outcome: str) -> None:
+def note_cell(backend: str, row, case: dict, outcome: str, classes=()) -> None:
     """Count one law check on `row` (a properties.cases.transforms.Transform) with `case` on the backend
-    named `backend`; a no-op unless a recording for that backend is active."""
+    named `backend`, and the shape classes it reached; a no-op unless a recording for that backend is active."""
     tally = _ACTIVE[0]
     if tally is None or backend != tally.backend:
         return
-    tally.add(cell_of(row.op, case, transform=row.name), outcome)
+    tally.add(cell_of(row.op, case, transform=row.name), outcome, classes)

@@ -59,6 +59,7 @@ STRICT_PROFILES = ("ci", "gpu", "nightly")   # where a thin cell fails the run
 MARKER = "marlin_cell"
 COLUMNS = ("backend", "operation", "scale scheme", "dtype", "feature", "result", "tests pass/fail/n.p.",
            "examples")
+MD_COLUMNS = (*COLUMNS, "shape classes reached (examples)")
 _WORKER_KEY = "marlin_compliance"
 _NODES = pytest.StashKey[list]()
 _TALLIES = pytest.StashKey[dict]()
@@ -135,9 +136,11 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     if not found:
         cell = item_cell(item) or Cell(NO_CELL)
         found = {cell: Counter() if outcome == "skipped" else Counter({outcome: 1})}
+    reached = {} if tally is None else tally.classes
     item.config.stash[_NODES].append({
         "nodeid": item.nodeid, "outcome": outcome, "hypothesis": bool(tally and tally.hypothesis),
-        "cells": [[*key, dict(counts)] for key, counts in sorted(found.items())]})
+        "cells": [[*key, dict(counts)] for key, counts in sorted(found.items())],
+        "classes": [[*key, dict(counts)] for key, counts in sorted(reached.items()) if counts]})
     return report
 
 
@@ -169,13 +172,18 @@ def build_cells(nodes: list[dict], backend: str, min_examples: int = 0) -> list[
             row = table.setdefault((op, scheme, dtype, feature), {
                 "backend": backend, "operation": op, "scheme": scheme, "dtype": dtype, "feature": feature,
                 "result": None, "tests": dict.fromkeys(RESULTS, 0), "examples": 0, "hypothesis": False,
-                "checks": dict.fromkeys(RESULTS, 0)})
+                "checks": dict.fromkeys(RESULTS, 0), "classes": {}})
             row["tests"][_cell_verdict(counts, node_failed)] += 1
             for outcome, n in counts.items():
                 row["checks"][outcome] += n
             if node.get("hypothesis"):
                 row["examples"] += counts.get("passed", 0)
                 row["hypothesis"] = True
+    for node in nodes:                                  # the shape classes each cell's examples reached
+        for *key, counts in node.get("classes", []):
+            if tuple(key) in table:
+                for name, n in counts.items():
+                    table[tuple(key)]["classes"][name] = table[tuple(key)]["classes"].get(name, 0) + n
     for row in table.values():
         tests = row["tests"]
         row["result"] = ("failed" if tests["failed"] else "not provided" if not tests["passed"]
@@ -287,9 +295,9 @@ def to_markdown(report: dict) -> str:
     lines += ["", _summary_line(report) + ". A cell fails if any check of its (operation, scale scheme, dtype, "
               "feature) failed; *thin*: it passed on fewer examples than the floor; *not provided*: the backend "
               "lacks it.", "",
-              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+              "| " + " | ".join(MD_COLUMNS) + " |", "|" + "---|" * len(MD_COLUMNS)]
     for row in report["cells"]:
-        values = _row_cells(row)
+        values = _row_cells(row) + [", ".join(f"{name} ({n})" for name, n in row.get("classes", {}).items()) or "-"]
         values[5] = f"**{values[5]}**" if row["result"] in ("failed", "thin") else values[5]
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"

@@ -418,8 +418,13 @@ _mutant("block_scales_repeat_block_k", "block scales repeated block_k (not block
 _mutant("block_scales_not_truncated", "block scales repeated block_n times but not cut to N (ragged N)",
         "§2.8 step 4, §6.1 item 11", "§6.1 item 11 (repeat_interleave(bn) then truncate)",
         BLOCK_OPS,
-        {"convert_fp8_scales": {"scheme": "block", "size_k": 128, "size_n": 64}})(
+        {"convert_fp8_scales": {"scheme": "block", "size_k": 128, "size_n": 112}})(
     lambda base: _block_rewrite(base, lambda cols, bn, bk, n: np.repeat(cols, bn, axis=-1)))
+_mutant("block_scales_truncated_from_the_end", "block scales repeated block_n times, then the last N columns kept "
+        "instead of the first (visible once a ragged N has 2+ block columns)", "§2.8 step 4, §6.1 item 11",
+        "natural mistake (a negative slice); the shape vLLM's own padding test uses (N = 192, 200 with 128 x 128)",
+        BLOCK_OPS, {"convert_fp8_scales": {"scheme": "block", "size_k": 128, "size_n": 240}})(
+    lambda base: _block_rewrite(base, lambda cols, bn, bk, n: np.repeat(cols, bn, axis=-1)[..., -n:]))
 
 
 @_mutant("block_scales_transposed_k_first", "block scales transposed when size_k_first is True (not when False)",
