@@ -18,6 +18,7 @@ from marlin_ref.layout import locate
 from properties.strength import mutations as mu
 from properties.seam.backends import OPERATIONS, get_backend
 from properties.cases.gemm_cases import GEMM_ROWS
+from properties.cases.linear_cases import LINEAR_ROWS
 from properties.strength.kill_matrix import parse_failure, run_mutant
 from properties.strength.mutants import MUTANTS, mutant_backend
 from properties.cases.transforms import by_name, rows
@@ -133,7 +134,7 @@ def test_kill_shrinks_to_the_smallest_case(kill_results, name):
 
 def test_every_replaced_operation_has_a_law_row():
     # A mutant of an operation no law row exercises could never be killed.
-    covered = {row.op for row in rows() + GEMM_ROWS}
+    covered = {row.op for row in rows() + GEMM_ROWS + LINEAR_ROWS}
     for m in MUTANTS.values():
         assert set(m.operations) & covered, m.name
     assert by_name("gptq_marlin_repack[8bit]").op == "gptq_marlin_repack"
