@@ -7,7 +7,7 @@ pytest_plugins = ["properties.pytest_plugin"]
 # seconds. The smallest case of every law and cell comes before any full search (properties.cases.smallest).
 LAW_ORDER = ("tests/test_laws_smallest.py", "tests/test_laws_layout.py", "tests/test_laws_scales.py",
              "tests/test_laws_prepare.py", "tests/test_laws_equivalences.py", "tests/test_laws_gemm.py",
-             "tests/test_laws_linear.py")
+             "tests/test_laws_moe_gemm.py", "tests/test_laws_linear.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -12,7 +12,7 @@ from .fp8_fused_exponent_bias_into_scales import (fp8_fused_exponent_bias_into_s
 from .formats import (as_activation_dtype, decode_e4m3, decode_e8m0, encode_e4m3, encode_e8m0, exponent_bias_of,
                       round_to_dtype)
 from .gptq_marlin_repack import gptq_marlin_repack, gptq_marlin_unrepack
-from .marlin_gemm import marlin_gemm
+from .marlin_gemm import marlin_gemm, marlin_moe_gemm
 from .marlin_permute_bias import marlin_permute_bias, marlin_unpermute_bias
 from .marlin_permute_scales import marlin_permute_scales, marlin_unpermute_scales, uses_grouped_scale_permutation
 from .mxfp8_marlin_process_scales import mxfp8_marlin_process_scales, mxfp8_marlin_unprocess_scales
@@ -45,6 +45,6 @@ __all__ = [
     "MarlinLayer", "MarlinMoeLayer",
     "prepare_fp8_layer_for_marlin", "prepare_fp8_moe_layer_for_marlin",
     "prepare_mxfp8_layer_for_marlin", "prepare_mxfp8_moe_layer_for_marlin",
-    "marlin_gemm",  # the GEMM (§3)
+    "marlin_gemm", "marlin_moe_gemm",  # the GEMM (§3) and the MoE GEMM over stacked experts (§5)
     "apply_fp8_marlin_linear", "apply_mxfp8_marlin_linear",   # the linear layer on a prepared layer (§2.13)
 ]

@@ -206,10 +206,15 @@ def marlin_moe_gemm(
     num_experts = b_q_weight.shape[0]
     top_k = topk_ids.shape[1]
     rows = a.shape[0] * top_k
+    routed = None
     if topk_ids.numel() > 0:
         lo, hi = int(topk_ids.min().item()), int(topk_ids.max().item())
-        if lo < 0 or hi >= num_experts:
-            raise ValueError(f"{fn}: topk_ids must lie in [0, E={num_experts}), got min {lo}, max {hi}")
+        if lo < -1 or hi >= num_experts:
+            raise ValueError(f"{fn}: topk_ids must lie in [0, E={num_experts}) or be -1 (no expert), "
+                             f"got min {lo}, max {hi}")
+        if lo == -1:    # slots routed to no expert: computed on expert 0, then zeroed (they leave no trace)
+            routed = (topk_ids >= 0).reshape(-1, 1)
+            topk_ids = topk_ids.clamp(min=0)
     weights = None
     if mul_topk_weights:
         if topk_weights is None:
@@ -229,10 +234,11 @@ def marlin_moe_gemm(
     if block_m < 0:
         raise ValueError(f"{fn}: config={config} is not a thread-block configuration of the kernel")
     sorted_ids, expert_ids = moe_align_block_rows(topk_ids, num_experts, block_m)
-    return _result(ext.marlin_moe_gemm(
+    result = _result(ext.marlin_moe_gemm(
         a, b_q_weight, b_scales, b_bias, out, sorted_ids, expert_ids, weights, top_k, rows,
         size_n, size_k, config, -1 if splits is None else splits,
     ))
+    return result if routed is None else result.masked_fill_(~routed, 0)
 
 
 # the linear layer (pad K, GEMM with the bias inside, slice N; §2.13) on the CUDA kernel

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import check_dtype, check_multiple, check_positive, check_rank, check_shape, check_tensor
+from .errors import check_bool, check_dtype, check_multiple, check_positive, check_rank, check_shape, check_tensor
 from .formats import ACTIVATION_DTYPES, decode_e4m3, decode_e8m0, encode_e8m0, exponent_bias_of, round_to_dtype
 from .gptq_marlin_repack import gptq_marlin_unrepack
 from .marlin_permute_bias import marlin_unpermute_bias
@@ -168,3 +168,47 @@ def marlin_gemm(a: torch.Tensor, b_q_weight: torch.Tensor, b_scales: torch.Tenso
     if b_bias is not None:
         out = round_to_dtype(out + marlin_unpermute_bias(b_bias).to(torch.float64), dtype)   # RT(RT(acc) + b)
     return out.to(dtype)                                                        # exact: out is on dtype's grid
+
+
+def marlin_moe_gemm(a: torch.Tensor, b_q_weight: torch.Tensor, b_scales: torch.Tensor,
+                    b_bias: torch.Tensor | None = None, *, topk_ids: torch.Tensor,
+                    topk_weights: torch.Tensor | None = None, size_n: int, size_k: int,
+                    mul_topk_weights: bool = False) -> torch.Tensor:
+    """The MoE GEMM over stacked experts (§5): out[m·top_k + j] = a[m] · W[topk_ids[m, j]] (+ its bias), [M·top_k, N].
+
+    b_q_weight int32 [E, size_k/16, 4·size_n], b_scales [E, G, N], b_bias [E, N] or None (each expert's data is
+    exactly the dense format); topk_ids integer [M, top_k] in [0, E), or -1 for a slot routed to no expert (an expert
+    of another rank): its row is +0. With mul_topk_weights each row is RT(RT(RT(acc) + b) · RT(w)) (§5).
+    """
+    fn = "marlin_moe_gemm"
+    for name, t in (("a", a), ("b_q_weight", b_q_weight), ("b_scales", b_scales), ("topk_ids", topk_ids)):
+        check_tensor(fn, name, t)
+    check_dtype(fn, "b_q_weight", b_q_weight, [torch.int32])
+    experts = check_rank(fn, "b_q_weight", b_q_weight, 3).shape[0]
+    if b_scales.dim() != 3 or b_scales.shape[0] != experts:
+        raise ValueError(f"{fn}: b_scales must be [E={experts}, G, size_n], got {tuple(b_scales.shape)}")
+    if b_bias is not None:
+        check_shape(fn, "b_bias", check_tensor(fn, "b_bias", b_bias), (experts, size_n), "[E, size_n]")
+    _check_inputs(fn, a, b_q_weight[0], b_scales[0], None if b_bias is None else b_bias[0], size_n, size_k)  # expert 0
+    if topk_ids.dtype not in (torch.int32, torch.int64, torch.int16, torch.uint8, torch.int8):
+        raise TypeError(f"{fn}: topk_ids must have an integer dtype, got {topk_ids.dtype}")
+    if topk_ids.dim() != 2 or a.dim() != 2 or topk_ids.shape[0] != a.shape[0] or topk_ids.numel() == 0:
+        raise ValueError(f"{fn}: topk_ids must be [M={a.shape[0] if a.dim() else '?'}, top_k] with top_k >= 1, "
+                         f"got shape {tuple(topk_ids.shape)}")
+    ids = topk_ids.to(torch.int64)
+    if int(ids.min()) < -1 or int(ids.max()) >= experts:
+        raise ValueError(f"{fn}: topk_ids must lie in [0, {experts}) or be -1 (no expert), "
+                         f"got [{int(ids.min())}, {int(ids.max())}]")
+    if check_bool(fn, "mul_topk_weights", mul_topk_weights):
+        check_tensor(fn, "topk_weights", topk_weights)
+        check_shape(fn, "topk_weights", topk_weights, tuple(ids.shape), "[M, top_k], like topk_ids")
+    top_k = ids.shape[1]
+    out = torch.zeros((a.shape[0] * top_k, size_n), dtype=a.dtype, device=a.device)     # [M·top_k, N]
+    for e in torch.unique(ids[ids >= 0]).tolist():
+        m, j = torch.nonzero(ids == e, as_tuple=True)
+        bias = None if b_bias is None else b_bias[e]
+        out[m * top_k + j] = marlin_gemm(a[m], b_q_weight[e], b_scales[e], bias, size_n=size_n, size_k=size_k)
+    if not mul_topk_weights:
+        return out
+    w = round_to_dtype(topk_weights.reshape(-1, 1).to(torch.float64), a.dtype)          # [M·top_k, 1], RT(w)
+    return round_to_dtype(out.to(torch.float64) * w, a.dtype).to(a.dtype)

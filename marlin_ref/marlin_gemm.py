@@ -270,6 +270,7 @@ def marlin_moe_gemm_reference(a, b_q_weight, b_scales, b_bias, *, topk_ids, size
     """Stacked MoE GEMM (§5): row m·top_k + j = expert topk_ids[m, j]'s dense GEMM of a[m].
 
     b_q_weight [E, K/16, 4N], b_scales [E, G, N], b_bias [E, N] or None (single-permuted per expert).
+    topk_ids -1 routes a token's slot to no expert (an expert of another rank, vLLM's expert_map): its row is +0.
     With mul_topk_weights the router weight is rounded to dtype and applied after the bias:
     out = RT(RT(RT(acc) + b) · RT(w)). GEMM2 of §5 is the same call with a [M·top_k, K] and top_k = 1.
     Returns [M·top_k, N] in a's dtype.
@@ -287,14 +288,15 @@ def marlin_moe_gemm_reference(a, b_q_weight, b_scales, b_bias, *, topk_ids, size
         raise TypeError(f"{fn}: topk_ids must have an integer dtype, got {ids.dtype.name}")
     if ids.ndim != 2 or ids.shape[0] != a.shape[0] or ids.size == 0:
         raise ValueError(f"{fn}: topk_ids must be [M={a.shape[0]}, top_k] with top_k >= 1, got shape {ids.shape}")
-    if ids.min() < 0 or ids.max() >= num_experts:
-        raise ValueError(f"{fn}: topk_ids must lie in [0, {num_experts}), got [{ids.min()}, {ids.max()}]")
+    if ids.min() < -1 or ids.max() >= num_experts:
+        raise ValueError(f"{fn}: topk_ids must lie in [0, {num_experts}) or be -1 (no expert), "
+                         f"got [{ids.min()}, {ids.max()}]")
     if check_bool(fn, "mul_topk_weights", mul_topk_weights):
         check_shape(fn, "topk_weights", check_float_array(fn, "topk_weights", topk_weights), ids.shape,
                     "[M, top_k], like topk_ids")
     top_k = ids.shape[1]
     out = np.zeros((a.shape[0] * top_k, size_n), dtype=dtype)
-    for e in np.unique(ids):
+    for e in np.unique(ids[ids >= 0]):
         m, j = np.nonzero(ids == e)
         bias = None if b_bias is None else b_bias[e]
         out[m * top_k + j] = _gemm(a[m], b_q_weight[e], b_scales[e], bias, size_k, size_n, scheme, group, False)

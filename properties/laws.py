@@ -300,7 +300,8 @@ def check(law: str, backend: Backend, row: Transform, case: dict) -> None:
 
 
 # each has LAWS, check and row_named
-LAW_MODULES = ("properties.laws", "properties.cases.gemm_cases", "properties.cases.linear_cases")
+LAW_MODULES = ("properties.laws", "properties.cases.gemm_cases", "properties.cases.moe_gemm_cases",
+               "properties.cases.linear_cases")
 
 
 def row_named(name: str) -> Transform:

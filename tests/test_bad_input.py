@@ -38,7 +38,8 @@ except ImportError:  # the oracle's cases still run without torch
     fast = None
 
 E4M3, E8M0, BF16 = (np.dtype(d) for d in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e8m0fnu, ml_dtypes.bfloat16))
-FAST_NAMES = {"marlin_gemm_reference": "marlin_gemm"}   # the same contract under the fast path's name
+# the same contract under the fast path's name
+FAST_NAMES = {"marlin_gemm_reference": "marlin_gemm", "marlin_moe_gemm_reference": "marlin_moe_gemm"}
 
 
 def fp8(*shape):

@@ -18,11 +18,11 @@ import functools
 from hypothesis import HealthCheck, Phase, find, settings
 
 from properties import laws
-from properties.cases import gemm_cases, linear_cases
+from properties.cases import gemm_cases, linear_cases, moe_gemm_cases
 from properties.cases.strategies import with_probe
 from properties.cases.transforms import rows
 
-FAMILIES = ("layout", "scales", "prepare", "gemm", "linear")
+FAMILIES = ("layout", "scales", "prepare", "gemm", "moe_gemm", "linear")
 _FIRST = settings(max_examples=1, database=None, phases=[Phase.generate], deadline=None,
                   suppress_health_check=list(HealthCheck))
 
@@ -51,6 +51,12 @@ def _plan(family: str) -> list[tuple]:
                 for row in gemm_cases.GEMM_ROWS for cell in row.cells
                 for law, acts in (("gemm_one_hot_is_exact", gemm_cases.ONE_HOT),
                                   ("gemm_within_bound", gemm_cases.NORMAL))]
+    elif family == "moe_gemm":
+        plan = [(moe_gemm_cases.check, law, row, cell, row.cases_in(cell, activations=acts))
+                for row in moe_gemm_cases.MOE_GEMM_ROWS for cell in row.cells
+                for law, acts in (("moe_one_hot_is_exact", gemm_cases.ONE_HOT),
+                                  ("moe_within_bound", gemm_cases.NORMAL),
+                                  ("moe_expert_alone_equals_dense", gemm_cases.ONE_HOT))]
     elif family == "linear":
         plan = [(linear_cases.check, law, row, cell, row.cases_in(cell, activations=acts))
                 for row in linear_cases.LINEAR_ROWS for cell in row.cells

@@ -36,7 +36,7 @@ from properties.seam.capabilities import NO_AXIS, Cell
 
 # operations whose cases may carry a bias the operation itself applies (the "bias" feature)
 BIAS_OPS = frozenset({"prepare_fp8_layer_for_marlin", "prepare_fp8_moe_layer_for_marlin",
-                      "prepare_mxfp8_layer_for_marlin", "marlin_gemm", "apply_fp8_marlin_linear",
+                      "prepare_mxfp8_layer_for_marlin", "marlin_gemm", "marlin_moe_gemm", "apply_fp8_marlin_linear",
                       "apply_mxfp8_marlin_linear"})
 ACT_ORDER_PERMS = ("random", "reverse")     # strategies.ACT_ORDER_PERMS: a perm that reorders rows
 OUTCOMES = ("passed", "failed", "not provided")

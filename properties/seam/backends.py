@@ -71,6 +71,7 @@ OPERATIONS: dict[str, str] = {
     "prepare_mxfp8_layer_for_marlin": "prepare_mxfp8_layer_for_marlin",
     "prepare_mxfp8_moe_layer_for_marlin": "prepare_mxfp8_moe_layer_for_marlin",
     "marlin_gemm": "marlin_gemm",
+    "marlin_moe_gemm": "marlin_gemm",
     "apply_fp8_marlin_linear": "apply_fp8_marlin_linear",
     "apply_mxfp8_marlin_linear": "apply_fp8_marlin_linear",
 }
@@ -404,7 +405,8 @@ def _cuda_backend() -> Backend:
         return Backend("cuda", base.version, {}, base.missing)
     kernels = importlib.import_module("marlin_fast.cuda")
     ops = {op: torch_adapter(getattr(kernels, op), "cuda")
-           for op in ("gptq_marlin_repack", "marlin_gemm", "apply_fp8_marlin_linear", "apply_mxfp8_marlin_linear")}
+           for op in ("gptq_marlin_repack", "marlin_gemm", "marlin_moe_gemm", "apply_fp8_marlin_linear",
+                      "apply_mxfp8_marlin_linear")}
     return Backend("cuda", base.version.replace("(", "(kernels, ", 1), {**base.ops, **ops},
                    {k: v for k, v in base.missing.items() if k not in ops})
 
