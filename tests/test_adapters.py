@@ -620,9 +620,16 @@ GEMM_SCHEMA = {
     "unknown": "marlin_gemm(Tensor a, Tensor b_q_weight, Tensor b_scales, Tensor tile_map) -> Tensor",
 }
 UNKNOWN_REPACK = "gptq_marlin_repack(Tensor b_q_weight, SymInt size_k, SymInt size_n, int num_bits, int tile) -> Tensor"
-NAMESPACES = {   # namespace -> (repack schema, gemm schema)
+MOE_SCHEMA = ("moe_wna16_marlin_gemm(Tensor a, Tensor? c_or_none, Tensor b_q_weight, Tensor? b_bias_or_none, "
+              "Tensor b_scales, Tensor? a_scales, Tensor? global_scale, Tensor? b_zeros_or_none, "
+              "Tensor? g_idx_or_none, Tensor? perm_or_none, Tensor workspace, Tensor sorted_token_ids, "
+              "Tensor expert_ids, Tensor num_tokens_past_padded, Tensor topk_weights, int moe_block_size, "
+              "int top_k, bool mul_topk_weights, int b_type_id, int size_m, int size_n, int size_k, "
+              "bool is_k_full, bool use_atomic_add, bool use_fp32_reduce, bool is_zp_float, int thread_k, "
+              "int thread_n, int blocks_per_sm) -> Tensor")        # ops.cu @ e2f92f4 (spec §4.3)
+NAMESPACES = {   # namespace -> (repack schema, gemm schema[, MoE gemm schema])
     "marlin_test_v2025": (REPACK_SCHEMA["snapshot"], GEMM_SCHEMA["snapshot"]),
-    "marlin_test_current": (REPACK_SCHEMA["current"], GEMM_SCHEMA["current"]),
+    "marlin_test_current": (REPACK_SCHEMA["current"], GEMM_SCHEMA["current"], MOE_SCHEMA),
     "marlin_test_newest": (REPACK_SCHEMA["newest"], GEMM_SCHEMA["newest"]),
     "marlin_test_unknown": (UNKNOWN_REPACK, GEMM_SCHEMA["unknown"]),
     "marlin_test_repack_only": (REPACK_SCHEMA["current"], None),
@@ -641,12 +648,41 @@ def _oracle_compute(namespace: str, op: str, call: dict):
         perm = given_perm(call)
         return to_torch(gptq_marlin_repack(to_numpy(call["b_q_weight"]), None if perm is None else to_numpy(perm),
                                            call["size_k"], call["size_n"], call["num_bits"]))
+    if op == "moe_wna16_marlin_gemm":
+        return to_torch(_moe_as_vllm(call))
     if op.endswith("marlin_gemm"):
         bias = call.get("b_bias_or_none")
         return to_torch(marlin_gemm_reference(
             to_numpy(call["a"]), to_numpy(call["b_q_weight"]), to_numpy(call["b_scales"]),
             None if bias is None else to_numpy(bias), size_n=call["size_n"], size_k=call["size_k"]))
     return next(iter(call.values())) + 1
+
+
+def _moe_as_vllm(call: dict) -> np.ndarray:
+    """moe_wna16_marlin_gemm as vLLM's kernel reads its arguments (§5): block b of `moe_block_size` sorted rows belongs
+    to expert expert_ids[b]; a row r < size_m·top_k is token r // top_k through that expert (bias, then the router
+    weight when mul_topk_weights); padding rows (r >= size_m·top_k) and rows in no block are left as c_or_none has
+    them. Computed with the oracle, one row at a time."""
+    from marlin_ref.formats import round_to_dtype
+    from marlin_ref.marlin_gemm import marlin_gemm_reference
+
+    out = to_numpy(call["c_or_none"]).copy()
+    a, q, s = to_numpy(call["a"]), to_numpy(call["b_q_weight"]), to_numpy(call["b_scales"])
+    bias = None if call["b_bias_or_none"] is None else to_numpy(call["b_bias_or_none"])
+    ids, experts = to_numpy(call["sorted_token_ids"]), to_numpy(call["expert_ids"])
+    weights = to_numpy(call["topk_weights"]).reshape(-1)
+    block, top_k, rows = call["moe_block_size"], call["top_k"], call["size_m"] * call["top_k"]
+    assert int(to_numpy(call["num_tokens_past_padded"])[0]) == ids.size == block * experts.size
+    for i, r in enumerate(ids.tolist()):
+        if r >= rows:
+            continue
+        e = int(experts[i // block])
+        y = marlin_gemm_reference(a[r // top_k][None], q[e], s[e], None if bias is None else bias[e],
+                                  size_n=call["size_n"], size_k=call["size_k"])[0]
+        if call["mul_topk_weights"]:
+            y = round_to_dtype(y.astype(np.float64) * round_to_dtype(np.float64(weights[r]), y.dtype), y.dtype)
+        out[r] = y
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -771,7 +807,8 @@ def test_marlin_ops_absent_namespace_makes_every_op_not_provided():
 def test_marlin_ops_namespace_without_marlin_ops_makes_every_op_not_provided(fake_ops):
     b = ops_backend("marlin_test_other")
     assert b.provides == frozenset()
-    assert "registers neither gptq_marlin_repack nor marlin_gemm nor gptq_marlin_gemm" in b.reason("marlin_gemm")
+    assert "registers none of gptq_marlin_repack, marlin_gemm, gptq_marlin_gemm, moe_wna16_marlin_gemm" in \
+        b.reason("marlin_gemm")
 
 
 def test_marlin_ops_missing_gemm_keeps_the_repack_and_marlin_fast_transforms(fake_ops):
@@ -823,3 +860,27 @@ def test_vllm_fake_linear_layer_through_the_end_to_end_law(fake_vllm, layout, la
     if scheme == "block":
         case.update(size_k=256, size_n=192)          # block scales: K and N whole blocks of 128 / ragged N
     check(law, fake_vllm(layout=layout), row_named(FP8), case)
+
+
+
+@pytest.mark.parametrize("law", ["moe_one_hot_is_exact", "moe_within_bound", "moe_expert_alone_equals_dense"])
+@pytest.mark.parametrize("routing, experts, top_k, router_weights", [
+    ("spread", 3, 2, True), ("some_unrouted", 4, 2, False), ("one_expert", 1, 1, True)])
+def test_marlin_ops_moe_gemm_through_the_moe_laws(fake_ops, law, routing, experts, top_k, router_weights):
+    # vLLM's moe_wna16_marlin_gemm schema: tokens aligned by expert as moe_align_block_size does, a zeroed output
+    from properties.cases.moe_gemm_cases import MOE_GEMM_ROW, check
+
+    b = ops_backend("marlin_test_current")
+    assert "marlin_moe_gemm: torch.ops.marlin_test_current.moe_wna16_marlin_gemm on cpu" in b.version
+    case = {"scheme": "group128", "dtype": "bfloat16", "size_k": 256, "size_n": 128, "activations":
+            "normal" if law == "moe_within_bound" else "one_hot", "rows": 5, "act_exponent": 0, "bias": True,
+            "specials": "some", "seed": 7, "experts": experts, "top_k": top_k, "routing": routing,
+            "router_weights": router_weights}
+    check(law, b, MOE_GEMM_ROW, case)
+    call = next(c for c in reversed(CALLS["marlin_test_current"]) if "moe_block_size" in c)
+    assert call["moe_block_size"] in (8, 16, 32, 48, 64) and call["b_type_id"] == 2814749767172868
+    assert not to_numpy(call["workspace"]).any() and not to_numpy(call["c_or_none"]).any()
+
+
+def test_marlin_ops_without_a_moe_gemm_says_so(fake_ops):
+    assert "has no moe_wna16_marlin_gemm" in ops_backend("marlin_test_v2025").reason("marlin_moe_gemm")

@@ -56,6 +56,9 @@ CPU_WORKSPACE = 1                  # a CPU build has no SMs; one lock is enough 
 CPU_DISPATCH_KEYS = ("CPU", "CompositeExplicitAutograd", "CompositeImplicitAutograd")
 
 REPACK_NAMES = ("gptq_marlin_repack",)
+MOE_NAMES = ("moe_wna16_marlin_gemm",)            # vLLM's Marlin MoE GEMM (namespace _moe_C in vLLM itself, §4.3)
+MOE_BLOCK_SIZES = (8, 16, 32, 48, 64)             # moe_block_size the kernel takes (§5)
+MOE_BLOCKS_PER_SM = 4                             # the MoE workspace: #SMs · 4 (§5)
 GEMM_NAMES = ("marlin_gemm", "gptq_marlin_gemm")   # current/newest name; the 2025 snapshot's (and older Python name)
 
 REPACK_SCHEMAS = {
@@ -83,6 +86,14 @@ GEMM_SCHEMAS = {
 GEMM_ARGS = frozenset(name for names in GEMM_SCHEMAS for name in names)
 GEMM_REQUIRED = frozenset(("a", "b_q_weight", "b_scales", "workspace") + _SIZES)
 GEMM_TYPE_ARGS = frozenset(("b_type_id", "b_q_type"))   # renamed between the snapshot and current vLLM
+MOE_ARGS = frozenset(("a", "c_or_none", "b_q_weight", "b_bias_or_none", "b_scales", "a_scales", "global_scale",
+                      "b_zeros_or_none", "g_idx_or_none", "perm_or_none", "workspace", "sorted_token_ids",
+                      "expert_ids", "num_tokens_past_padded", "topk_weights", "moe_block_size", "top_k",
+                      "mul_topk_weights", "b_type_id", "size_m", "size_n", "size_k", "is_k_full", "use_atomic_add",
+                      "use_fp32_reduce", "is_zp_float", "thread_k", "thread_n", "blocks_per_sm", "is_ep"))
+MOE_REQUIRED = frozenset(("a", "b_q_weight", "b_scales", "workspace", "sorted_token_ids", "expert_ids",
+                          "num_tokens_past_padded", "topk_weights", "moe_block_size", "top_k", "b_type_id",
+                          "size_m", "size_n", "size_k"))
 
 
 class Unsupported(Exception):
@@ -291,6 +302,71 @@ def gemm_op(namespace: str, backend: str, device: str | None = None) -> tuple[Ca
     return op, label, gemm_capability(sig[0])
 
 
+def moe_block_size(tokens: int, top_k: int, experts: int) -> int:
+    """fused_marlin_moe's choice (§5): the first block size with M·top_k/E/bm < 0.9, else the largest."""
+    return next((bm for bm in MOE_BLOCK_SIZES if tokens * top_k / max(experts, 1) / bm < 0.9), MOE_BLOCK_SIZES[-1])
+
+
+def align_tokens(topk_ids, experts: int, block: int):
+    """(sorted_token_ids, expert_ids, num_tokens_past_padded) as vLLM's moe_align_block_size gives them: the rows
+    m·top_k + j grouped by expert in blocks of `block`, padded with M·top_k; a slot routed to no expert (-1) is in no
+    block, so its row is never written (the output starts zeroed)."""
+    import torch
+
+    flat = topk_ids.reshape(-1).to(torch.int64)                              # [M·top_k]
+    pad = flat.numel()
+    sorted_ids, expert_ids = [], []
+    for e in range(experts):
+        rows = torch.nonzero(flat == e).reshape(-1).to(torch.int32)
+        for start in range(0, rows.numel(), block):
+            chunk = rows[start:start + block]
+            sorted_ids.append(torch.cat([chunk, chunk.new_full((block - chunk.numel(),), pad)]))
+            expert_ids.append(e)
+    device = topk_ids.device
+    sorted_t = torch.cat(sorted_ids) if sorted_ids else torch.empty(0, dtype=torch.int32, device=device)
+    return (sorted_t.to(device), torch.tensor(expert_ids, dtype=torch.int32, device=device),
+            torch.tensor([sorted_t.numel()], dtype=torch.int32, device=device))
+
+
+def moe_caller(fn: Callable, sig: tuple) -> Callable:
+    """Our marlin_moe_gemm(a, b_q_weight, b_scales, b_bias=None, *, topk_ids, topk_weights=None, size_n, size_k,
+    mul_topk_weights=False) on vLLM's moe_wna16_marlin_gemm (§4.3, §5): the tokens aligned by expert as vLLM's
+    moe_align_block_size does, a zeroed output and workspace, every other argument as fused_marlin_moe passes it."""
+    names = sig[0]
+
+    def marlin_moe_gemm(a, b_q_weight, b_scales, b_bias=None, *, topk_ids, topk_weights=None, size_n, size_k,
+                        mul_topk_weights=False):
+        import torch
+        if b_scales.dtype == torch.uint8:
+            b_scales = b_scales.view(torch.float8_e8m0fnu)
+        experts, top_k, tokens = b_q_weight.shape[0], topk_ids.shape[1], a.shape[0]
+        block = moe_block_size(tokens, top_k, experts)
+        sorted_ids, expert_ids, past_padded = align_tokens(topk_ids, experts, block)
+        weights = (torch.ones(topk_ids.shape, dtype=torch.float32, device=a.device) if topk_weights is None
+                   else topk_weights.to(torch.float32))
+        values = {
+            "a": a, "c_or_none": torch.zeros((tokens * top_k, size_n), dtype=a.dtype, device=a.device),
+            "b_q_weight": b_q_weight, "b_bias_or_none": b_bias, "b_scales": b_scales, "a_scales": None,
+            "global_scale": None, "b_zeros_or_none": None, "g_idx_or_none": None, "perm_or_none": None,
+            "workspace": torch.zeros(sm_count(a.device) * MOE_BLOCKS_PER_SM, dtype=torch.int32, device=a.device),
+            "sorted_token_ids": sorted_ids, "expert_ids": expert_ids, "num_tokens_past_padded": past_padded,
+            "topk_weights": weights, "moe_block_size": block, "top_k": top_k, "mul_topk_weights": mul_topk_weights,
+            "is_ep": False, "b_type_id": FLOAT8_E4M3FN_TYPE_ID, "size_m": tokens, "size_n": size_n, "size_k": size_k,
+            "is_k_full": True, "use_atomic_add": False, "use_fp32_reduce": True, "is_zp_float": False,
+            "thread_k": -1, "thread_n": -1, "blocks_per_sm": -1,
+        }
+        return fn(**{name: values[name] for name in names if name in values})
+
+    return marlin_moe_gemm
+
+
+def moe_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str, Capability]:
+    """(NumPy-level marlin_moe_gemm on torch.ops.<namespace>.moe_wna16_marlin_gemm, label, capability)."""
+    packet, where, sig, run_on = _resolve(namespace, MOE_NAMES, MOE_ARGS, MOE_REQUIRED, device,
+                                          missing=MOE_NAMES[0])
+    return torch_adapter(moe_caller(packet, sig), run_on), f"{where} on {run_on}", EVERYTHING
+
+
 def linear_ops(gemm_op_: Callable, capability: Capability) -> tuple[dict, dict]:
     """({op: NumPy-level op}, {op: capability}) of the linear layer composed on a library's GEMM with marlin_fast's
     padding and slicing (§2.13). A GEMM without b_bias gets the bias as the 2025 snapshot's Python layer added it:
@@ -330,16 +406,16 @@ def marlin_ops_backend(namespace: str, *, device: str | None = None) -> Backend:
         why = (f"torch.ops.{namespace} has no registered operators: no such namespace, or the library that "
                f"defines it is not loaded (import its package or call torch.ops.load_library(path) before "
                f"resolving {name!r})")
-    elif find_op(namespace, REPACK_NAMES) is None and find_op(namespace, GEMM_NAMES) is None:
-        why = (f"torch.ops.{namespace} registers neither {' nor '.join(REPACK_NAMES + GEMM_NAMES)}: it is not "
-               f"a build of vLLM's Marlin ops")
+    elif not any(find_op(namespace, names) for names in (REPACK_NAMES, GEMM_NAMES, MOE_NAMES)):
+        why = (f"torch.ops.{namespace} registers none of {', '.join(REPACK_NAMES + GEMM_NAMES + MOE_NAMES)}: it is "
+               f"not a build of vLLM's Marlin ops")
     if why:
         return Backend(name, f"torch.ops.{namespace}: no Marlin ops", {}, {op: why for op in OPERATIONS})
     rest_device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     marlin_fast = importlib.import_module("marlin_fast")
     base = adapt(name, "", marlin_fast, convention="torch", device=rest_device, stems=True)
     ops, missing, labels, capabilities = dict(base.ops), dict(base.missing), [], {}
-    for op, build in (("gptq_marlin_repack", repack_op), ("marlin_gemm", gemm_op)):
+    for op, build in (("gptq_marlin_repack", repack_op), ("marlin_gemm", gemm_op), ("marlin_moe_gemm", moe_op)):
         ops.pop(op, None)
         try:
             ops[op], label, capabilities[op] = build(namespace, name, device)

@@ -69,7 +69,7 @@ from typing import Callable, NamedTuple
 from marlin_ref.prepare_fp8_layer_for_marlin import MarlinLayer
 from marlin_ref.prepare_fp8_moe_layer_for_marlin import MarlinMoeLayer
 from properties.seam.adapters.marlin_ops import (REPACK_ARGS, REPACK_REQUIRED, REPACK_SCHEMAS, Unsupported,
-                                            check_arguments, find_op, gemm_op, kernel_gap, repack_capability,
+                                            check_arguments, find_op, gemm_op, kernel_gap, moe_op, repack_capability,
                                             repack_caller, schema_label, signature, sm_count)
 from properties.seam.backends import OPERATIONS, Backend, BackendError, NotProvided, register_backend, torch_adapter
 
@@ -78,6 +78,8 @@ _UTILS = "vllm.model_executor.layers.quantization.utils"
 FP8_UTILS, UTILS, CUSTOM_OPS = f"{_UTILS}.marlin_utils_fp8", f"{_UTILS}.marlin_utils", "vllm._custom_ops"
 COMPILED = "torch.ops"     # a place in vLLM's compiled ops, torch.ops.<namespace>
 VLLM_OPS_NAMESPACE = "_C"
+VLLM_MOE_NAMESPACE = "_moe_C"   # moe_wna16_marlin_gemm: the one MoE GEMM of the contract (fused_marlin_moe is a whole
+                                # MoE layer, gate/up, activation, down and the top-k sum: not this contract's op)
 MARLIN_TILE = 16           # Marlin weight rows hold 16 k (§2.3): padded_k = rows * 16
 FP8_PACK_FACTOR = 4        # 8-bit: 4 codes per int32, so padded_n = cols * 4 / 16 (§2.11)
 MX_BLOCK = 32              # OCP MX: one e8m0 scale per 32 weights along K (§2.10)
@@ -473,9 +475,10 @@ def _resolve(op: str, ctx: _Context, modules: dict, namespace: str, device: str)
     raise Unsupported("; ".join(dict.fromkeys(looked)))
 
 
-def vllm_backend(device: str | None = None, *, ops_namespace: str = VLLM_OPS_NAMESPACE) -> Backend:
+def vllm_backend(device: str | None = None, *, ops_namespace: str = VLLM_OPS_NAMESPACE,
+                 moe_namespace: str = VLLM_MOE_NAMESPACE) -> Backend:
     """The Backend "vllm". device: where tensors go (default: CUDA when available, else the CPU).
-    ops_namespace: the torch.ops namespace of vLLM's compiled ops (tests pass a stand-in)."""
+    ops_namespace / moe_namespace: the torch.ops namespaces of vLLM's compiled ops (tests pass stand-ins)."""
     try:
         vllm = importlib.import_module("vllm")
     except ModuleNotFoundError as exc:
@@ -523,6 +526,11 @@ def vllm_backend(device: str | None = None, *, ops_namespace: str = VLLM_OPS_NAM
             found["marlin_gemm"] = (COMPILED, label.removeprefix(f"torch.ops.{ops_namespace}."))
         except Unsupported as exc:
             missing["marlin_gemm"] = str(exc)
+        try:
+            ops["marlin_moe_gemm"], label, ctx.capabilities["marlin_moe_gemm"] = moe_op(moe_namespace, NAME, device)
+            found["marlin_moe_gemm"] = (COMPILED, label.removeprefix(f"torch.ops.{moe_namespace}."))
+        except Unsupported as exc:
+            missing["marlin_moe_gemm"] = str(exc)
     groups: dict[str, list[str]] = {}
     for module, entry in sorted(found.values(), key=lambda f: _PLACE_ORDER.index(f[0])):   # stable: op order kept
         name = f"torch.ops.{ops_namespace}" if module == COMPILED else module.removeprefix(f"{_UTILS}.")
