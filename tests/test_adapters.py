@@ -722,7 +722,8 @@ def test_marlin_ops_ops_take_the_contract_keyword_names(fake_ops):
     assert parameters(b.gptq_marlin_repack) == parameters(oracle().gptq_marlin_repack)
     empty = inspect.Parameter.empty
     assert parameters(b.marlin_gemm) == [("a", empty), ("b_q_weight", empty), ("b_scales", empty),
-                                         ("b_bias", None), ("size_n", empty), ("size_k", empty)]   # design.md
+                                         ("b_bias", None), ("size_n", empty), ("size_k", empty),   # design.md
+                                         ("out", None)]   # the device-level checks' output buffer (c_or_none)
 
 
 def test_marlin_ops_perm_goes_to_the_op_or_is_not_provided(fake_ops):

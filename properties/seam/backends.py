@@ -168,7 +168,7 @@ def torch_adapter(fn: Callable, device: str = "cpu") -> Callable:
                     a.view(np.uint8).reshape(-1)[:] = back.view(np.uint8).reshape(-1)
         return _map(result, to_numpy, torch.Tensor)
 
-    call.__wrapped__ = fn
+    call.__wrapped__, call.device = fn, device      # the torch-level op and its device (Backend.device_op)
     call.__name__ = getattr(fn, "__name__", "op")
     return call
 
@@ -206,6 +206,14 @@ class Backend:
     def require(self, *ops: str) -> None:
         for op in ops:
             self.op(op)
+
+    def device_op(self, op: str) -> tuple[Callable, str]:
+        """(the torch-level op, its device) for checks that need tensors on the device (poisoned output buffers,
+        strided activations); NotProvided for an op that takes NumPy arrays."""
+        fn = self.op(op)
+        if getattr(fn, "device", None) is None:
+            raise NotProvided(self.name, op, "it takes NumPy arrays: no device-level form for tensor-level checks")
+        return fn.__wrapped__, fn.device
 
     def capability(self, op: str) -> Capability:
         """What this backend provides of `op` (NotProvided if it lacks the operation altogether)."""

@@ -230,13 +230,13 @@ def gemm_caller(fn: Callable, sig: tuple, backend: str) -> Callable:
     names = sig[0]
     takes_bias = "b_bias_or_none" in names
 
-    def marlin_gemm(a, b_q_weight, b_scales, b_bias=None, *, size_n, size_k):
+    def marlin_gemm(a, b_q_weight, b_scales, b_bias=None, *, size_n, size_k, out=None):
         import torch
         if b_scales.dtype == torch.uint8:   # MXFP8: the kernel keys on the e8m0 dtype of b_scales (§4.1)
             b_scales = b_scales.view(torch.float8_e8m0fnu)
         workspace = torch.zeros(sm_count(a.device) * DENSE_BLOCKS_PER_SM, dtype=torch.int32, device=a.device)
         values = {
-            "a": a, "c_or_none": None, "b_q_weight": b_q_weight, "b_bias_or_none": b_bias,
+            "a": a, "c_or_none": out, "b_q_weight": b_q_weight, "b_bias_or_none": b_bias,
             "b_scales": b_scales, "a_scales": None, "global_scale": None, "b_zeros_or_none": None,
             "g_idx_or_none": None, "perm_or_none": None, "workspace": workspace,
             "b_type_id": FLOAT8_E4M3FN_TYPE_ID, "b_q_type": FLOAT8_E4M3FN_TYPE_ID,
