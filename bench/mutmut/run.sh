@@ -50,7 +50,7 @@ fi
 echo "mutmut snapshot: $TREE ($REV)"
 
 cd "$TREE"
-export MARLIN_MUTMUT_EXAMPLES=$EXAMPLES PYTHONHASHSEED=0
+export MARLIN_MUTMUT_EXAMPLES=$EXAMPLES PYTHONHASHSEED=0 OMP_NUM_THREADS=1   # one torch thread per mutant worker
 unset MARLIN_BACKEND MARLIN_LOAD CI
 START=$(date +%s)
 # mutmut redraws a progress line with \r: the log keeps every line, the terminal gets the last ones
