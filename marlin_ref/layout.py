@@ -125,13 +125,29 @@ def locate(k: int, n: int, *, size_n: int, num_bits: int = 8) -> WeightLocation:
     t = THREADS_PER_GROUP * c8 + q
     if num_bits == 8:
         word, slot = 256 * nt + 8 * t + 2 * j + h, 2 * e + g
-        in_tile = 128 * c8 + 32 * q + 8 * j + 4 * h + 2 * e + g
     else:
         word, slot = 128 * nt + 4 * t + j, 4 * e + 2 * h + g
+    byte_offset = int(slot_offsets(np.array(k), np.array(n), size_n=size_n, num_bits=num_bits))
+    return WeightLocation(kt, word, slot, t, g, e, kt, nt, j, h, byte_offset)
+
+
+def slot_offsets(k: np.ndarray, n: np.ndarray, *, size_n: int, num_bits: int = 8) -> np.ndarray:
+    """The closed form of §2.3.1 on arrays: the flat byte (8-bit) or nibble (4-bit) offset of W[k, n] in the Marlin
+    weight, broadcast over k and n (no checks: `locate` checks one element; this serves gathers of whole columns).
+
+    >>> slot_offsets(np.arange(16)[:, None], np.array([0, 63]), size_n=64)[[0, 1, 8, 15]].tolist()
+    [[0, 924], [2, 926], [1, 925], [99, 1023]]
+    """
+    kt, kl = np.divmod(k, TILE_K)
+    nt, nl = np.divmod(n, TILE_N)
+    j, h, c8 = nl // BLOCK_N, (nl % BLOCK_N) // N8, n % N8
+    q, e, g = (kl % 8) // 2, kl % 2, kl // 8
+    if num_bits == 8:
+        in_tile = 128 * c8 + 32 * q + 8 * j + 4 * h + 2 * e + g
+    else:
         in_tile = 128 * c8 + 32 * q + 8 * j + 4 * e + 2 * h + g
     # a Marlin row holds 16*N slots for both widths (4N bytes-words x 4, or 2N words x 8)
-    byte_offset = TILE_K * size_n * kt + TILE_SLOTS * nt + in_tile
-    return WeightLocation(kt, word, slot, t, g, e, kt, nt, j, h, byte_offset)
+    return TILE_K * size_n * kt + TILE_SLOTS * nt + in_tile
 
 
 class ScaleLocation(NamedTuple):

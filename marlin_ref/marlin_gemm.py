@@ -35,7 +35,7 @@ from marlin_ref.marlin_permute_bias import marlin_unpermute_bias
 from marlin_ref.marlin_permute_scales import marlin_unpermute_scales
 from marlin_ref.mxfp8_marlin_process_scales import mxfp8_marlin_unprocess_scales
 from marlin_ref.pack_fp8_to_int32 import unpack_fp8_from_int32
-from marlin_ref.layout import MX_BLOCK, TILE_K, TILE_N
+from marlin_ref.layout import MX_BLOCK, TILE_K, TILE_N, slot_offsets
 
 FP8_NUM_BITS = 8
 FP8_GROUP = 128                         # the only grouped FP8 kernel (group_blocks = 8, §4.2)
@@ -121,10 +121,14 @@ def _check_hot(fn, hot, size_k: int) -> np.ndarray:
 
 # --- the computation (inputs already checked) --------------------------------------------------------
 
-def _weight_values(b_q_weight, size_k, size_n) -> np.ndarray:
-    """u = dec(W) float64 [K, N] with the NaN codes read as ±480 (§3.1)."""
-    gptq = gptq_marlin_unrepack(b_q_weight, size_k, size_n, FP8_NUM_BITS)          # [K/4, N]
-    codes = as_fp8_codes(unpack_fp8_from_int32(gptq, size_k_first=True))           # [K, N] uint8
+def _weight_values(b_q_weight, size_k, size_n, columns=None) -> np.ndarray:
+    """u = dec(W) float64 [K, N] (or [K, C] for the given columns) with the NaN codes read as ±480 (§3.1)."""
+    if columns is None:
+        gptq = gptq_marlin_unrepack(b_q_weight, size_k, size_n, FP8_NUM_BITS)      # [K/4, N]
+        codes = as_fp8_codes(unpack_fp8_from_int32(gptq, size_k_first=True))       # [K, N] uint8
+    else:   # gather only these columns' bytes: the cost is linear in K·C, not in K·N (§2.3.1)
+        offsets = slot_offsets(np.arange(size_k)[:, None], columns[None, :], size_n=size_n)   # [K, C]
+        codes = np.ascontiguousarray(b_q_weight).view(np.uint8).reshape(-1)[offsets]
     return decode_e4m3(codes, nan_as=KERNEL_E4M3_NAN_VALUE)
 
 
@@ -132,26 +136,34 @@ def _expand_groups(s: np.ndarray, size_k: int) -> np.ndarray:
     return np.repeat(s, size_k // s.shape[0], axis=0)                              # [K, N]
 
 
-def _scales_per_k(b_scales, scheme, group, size_k, size_n, dtype) -> np.ndarray:
-    """The multiplier of every weight, float64 [K, N]: S = F·2^-β for 16-bit scales, μ_b with the
-    kernel's b = 0 -> 0, b = 255 -> +inf for e8m0 (§3.1)."""
+def _scales_per_k(b_scales, scheme, group, size_k, size_n, dtype, columns=None) -> np.ndarray:
+    """The multiplier of every weight, float64 [K, N] (or [K, C] for the given columns): S = F·2^-β for 16-bit
+    scales, μ_b with the kernel's b = 0 -> 0, b = 255 -> +inf for e8m0 (§3.1)."""
+    pick = slice(None) if columns is None else columns
     if scheme == "C":
         floats = mxfp8_marlin_unprocess_scales(b_scales.view(E8M0), dtype="float32")
         codes = encode_e8m0(marlin_unpermute_scales(floats, size_k, size_n, group))   # exact round trip (§1)
-        return _expand_groups(decode_e8m0(codes, kernel_faithful=True), size_k)     # 0 -> 0, 255 -> inf
-    fused = marlin_unpermute_scales(b_scales, size_k, size_n, group).astype(np.float64)
+        return _expand_groups(decode_e8m0(codes[:, pick], kernel_faithful=True), size_k)   # 0 -> 0, 255 -> inf
+    fused = marlin_unpermute_scales(b_scales, size_k, size_n, group).astype(np.float64)[:, pick]
     return _expand_groups(np.ldexp(fused, -exponent_bias_of(dtype)), size_k)      # S = F·2^-β, exact
 
 
-def dequantize_marlin_weight(b_q_weight, b_scales, size_k, size_n, *, dtype) -> np.ndarray:
-    """Marlin tensors -> W_eff float64 [K, N] by the per-scheme rule of the card (§3.6)."""
+def dequantize_marlin_weight(b_q_weight, b_scales, size_k, size_n, *, dtype, columns=None) -> np.ndarray:
+    """Marlin tensors -> W_eff float64 [K, N] by the per-scheme rule of the card (§3.6). With `columns` (integers
+    in [0, N)) only those columns, [K, C]: what a sampled oracle of a model-sized GEMM needs, at a cost linear in
+    K·C (the weight's bytes are gathered, not unrepacked)."""
     fn = "dequantize_marlin_weight"
     dtype = as_activation_dtype(dtype, fn)
     size_k, size_n = _check_sizes(fn, size_k, size_n)
     _check_weight(fn, b_q_weight, size_k, size_n)
     scheme, group = _scale_scheme(fn, b_scales, size_k, size_n, dtype)
-    u = _weight_values(b_q_weight, size_k, size_n)
-    s = _scales_per_k(b_scales, scheme, group, size_k, size_n, dtype)
+    if columns is not None:
+        columns = check_array(fn, "columns", np.asarray(columns) if isinstance(columns, (list, tuple)) else columns)
+        if columns.ndim != 1 or columns.dtype.kind not in "iu" or columns.size == 0 or \
+                columns.min() < 0 or columns.max() >= size_n:
+            raise ValueError(f"{fn}: columns must be a non-empty 1-D array of integers in [0, size_n={size_n})")
+    u = _weight_values(b_q_weight, size_k, size_n, columns)
+    s = _scales_per_k(b_scales, scheme, group, size_k, size_n, dtype, columns)
     with np.errstate(invalid="ignore"):                 # 0·inf = NaN is the kernel's answer too
         w = u * s
     return w if scheme == "A" else round_to_dtype(w, dtype)

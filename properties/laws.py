@@ -301,7 +301,7 @@ def check(law: str, backend: Backend, row: Transform, case: dict) -> None:
 
 # each has LAWS, check and row_named
 LAW_MODULES = ("properties.laws", "properties.cases.gemm_cases", "properties.cases.moe_gemm_cases",
-               "properties.cases.linear_cases")
+               "properties.cases.linear_cases", "properties.cases.model_shapes")
 
 
 def row_named(name: str) -> Transform:

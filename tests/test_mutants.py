@@ -115,7 +115,10 @@ def _known(table, name, reason_prefix):
     return [name]
 
 
-@pytest.mark.parametrize("name", [p for n in MUTANTS for p in _known(SURVIVORS, n, "known survivor")])
+CPU_MUTANTS = [n for n in MUTANTS if not MUTANTS[n].gpu_only]   # the GPU-only ones: bench/gpu_suite.sh (gpu)
+
+
+@pytest.mark.parametrize("name", [p for n in CPU_MUTANTS for p in _known(SURVIVORS, n, "known survivor")])
 def test_mutant_is_killed(kill_results, name):
     # At least one law fails on the mutant (its own pytest subprocess, ci profile).
     r = kill_results[name]
@@ -123,7 +126,7 @@ def test_mutant_is_killed(kill_results, name):
     assert r.killed, f"{name} survived the laws of {r.operations}:\n{r.output_tail}"
 
 
-@pytest.mark.parametrize("name", [p for n in MUTANTS if MUTANTS[n].minimal and n not in SURVIVORS
+@pytest.mark.parametrize("name", [p for n in CPU_MUTANTS if MUTANTS[n].minimal and n not in SURVIVORS
                                   for p in _known(SHRINK_GAPS, n, "shrinking gap")])
 def test_kill_shrinks_to_the_smallest_case(kill_results, name):
     # The shrunk case of the kill is the smallest case that can show the bug (e.g. K=16, N=64).

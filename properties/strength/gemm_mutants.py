@@ -138,6 +138,38 @@ def _gemm_nan_codes(base):
     return {"marlin_gemm": _gemm_after(base, fix)}
 
 
+# --- bugs of a kernel's tiling: only at model shapes, so only the GPU tier's model-shape laws can see them ----------
+
+LARGE_K, ONE_M_BLOCK = 4096, 64
+
+
+@_mutant("gemm_drops_last_k_tile_at_large_k", "at K >= 4096 (many k-tiles per thread block) the last 16-row k-tile "
+         "is never accumulated", "§3.3, §4.2", "a stripe/split-K bound off by one tile (the kind of bug vLLM's "
+         "stream-K rewrite risked)", GEMM, gpu_only=True)
+def _gemm_drops_last_k_tile(base):
+    def change(args):
+        if args["size_k"] < LARGE_K or not isinstance(args["a"], np.ndarray):
+            return args
+        a = args["a"].copy()
+        a[:, -16:] = 0                                      # the last k-tile contributes nothing
+        return {**args, "a": a}
+    return {"marlin_gemm": _before(base, "marlin_gemm", change)}
+
+
+@_mutant("gemm_rows_beyond_64_shifted", "for M > 64 the rows after the first 64-row block are written one row "
+         "late (row 64 + r gets row 63 + r)", "§4.2", "an m-block offset off by one in a kernel's second "
+         "thread_m_blocks configuration", GEMM, gpu_only=True)
+def _gemm_rows_shifted(base):
+    def call(*a, **kw):
+        out = base.op("marlin_gemm")(*a, **kw)
+        if out.shape[0] <= ONE_M_BLOCK:
+            return out
+        shifted = out.copy()
+        shifted[ONE_M_BLOCK:] = out[ONE_M_BLOCK - 1:-1]
+        return shifted
+    return {"marlin_gemm": _named("marlin_gemm", call)}
+
+
 # --- the linear layer (§2.13): the backend's apply_fp8_marlin_linear, one step wrong --------------------------
 
 LINEAR = ("apply_fp8_marlin_linear",)

@@ -40,7 +40,7 @@ from hypothesis import Phase, settings
 ROOT = Path(__file__).resolve().parents[2]   # the checkout: properties/strength/ -> root
 LAW_FILES = ("tests/test_laws_layout.py", "tests/test_laws_scales.py", "tests/test_laws_prepare.py",
              "tests/test_laws_equivalences.py", "tests/test_laws_gemm.py", "tests/test_laws_moe_gemm.py",
-             "tests/test_laws_linear.py")
+             "tests/test_laws_linear.py", "tests/gpu/test_gpu_gemm_model_shapes.py")
 PROFILE = os.environ.get("MARLIN_KILL_PROFILE", "ci")   # "gpu" for the matrix of the GPU-only mutants
 _DRAW_CASE = re.compile(r"^Draw \d+ \(case\): ", re.MULTILINE)
 _REPRO = re.compile(r"Reproduce: python -m properties\.laws (\S+) '([^']*)' '(\{.*?\})' --backend")

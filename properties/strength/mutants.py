@@ -52,6 +52,7 @@ class Mutant:
     operations: tuple[str, ...]        # contract operations it replaces
     build: Callable[[Backend], dict]   # correct backend -> {operation: replacement}
     minimal: dict | None = None        # {op: case fields}: the smallest case that shows it, per operation
+    gpu_only: bool = False             # shows only at shapes the GPU tier draws (model shapes): killed under `gpu`
 
     def backend(self, base: Backend | str | None = None) -> Backend:
         base = get_backend(base or DEFAULT_BASE) if not isinstance(base, Backend) else base
@@ -65,10 +66,10 @@ class Mutant:
 MUTANTS: dict[str, Mutant] = {}
 
 
-def _mutant(name, summary, spec, reference, operations, minimal=None):
+def _mutant(name, summary, spec, reference, operations, minimal=None, gpu_only=False):
     """Decorator: register build(base) -> {op: fn} as a Mutant."""
     def register_build(build):
-        MUTANTS[name] = Mutant(name, summary, spec, reference, tuple(operations), build, minimal)
+        MUTANTS[name] = Mutant(name, summary, spec, reference, tuple(operations), build, minimal, gpu_only)
         return build
     return register_build
 

@@ -1,10 +1,11 @@
-"""Shared pieces of the GPU tier: the CUDA skip marks, Marlin layers built by the oracle, and the calls
-into the CUDA kernels (marlin_fast.cuda) with NumPy in and out, converted by bytes (properties.seam.backends).
+"""Shared pieces of the GPU tier: Marlin layers built by the oracle, and the calls of the backend under test.
 
-Every expectation comes from marlin_ref (the NumPy oracle): layouts by bytes, one-hot GEMMs by
-`one_hot_expected`, random GEMMs through `properties.laws.assert_within_gemm_bound` (the only home of
-the §3.6 tolerance). The GPU tier imports the kernels module directly because its laws need torch
-tensors on the device (poisoned outputs inside guard regions, strided activations, pinned configs).
+The contract checks go through the backend seam (the `device_backend` fixture of conftest.py): `gemm` with NumPy
+in and out, `device_gemm` with torch tensors on the backend's device (poisoned output buffers, strided activations)
+via Backend.device_op. Every expectation comes from marlin_ref (the NumPy oracle): layouts by bytes, one-hot
+GEMMs by `one_hot_expected`, random GEMMs through `properties.laws.assert_within_gemm_bound` (the only home of the
+§3.6 tolerance). Only tests/gpu/test_marlin_fast_cuda_internals.py calls our own kernels (marlin_fast.cuda)
+directly: thread configurations, split counts and our argument checks are ours, not the contract's.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ NUM_CONFIGS = 6                # thread-block configurations of the kernel (csrc
 
 
 def kernels():
-    """The CUDA kernels module (compiled on first use)."""
+    """Our CUDA kernels module (compiled on first use): for the internal unit tests only."""
     from marlin_fast import cuda
 
     return cuda
@@ -112,8 +113,34 @@ def activations(rng, rows: int, size_k: int, dtype: str, scale: float = 1.0) -> 
     return mr.round_to_dtype(rng.standard_normal((rows, size_k)) * scale, np_dtype).astype(np_dtype)
 
 
+def gemm(backend, layer: Layer, a: np.ndarray, *, with_bias: bool | None = None) -> np.ndarray:
+    """The backend's marlin_gemm on a layer, NumPy in and out (the seam converts, on the backend's device)."""
+    use_bias = layer.bias_permuted is not None if with_bias is None else with_bias
+    return backend.marlin_gemm(a, layer.qweight, layer.scales, layer.bias_permuted if use_bias else None,
+                               size_n=layer.size_n, size_k=layer.size_k)
+
+
+def device_gemm(backend, layer: Layer, a_t, *, out=None):
+    """The backend's torch-level marlin_gemm on its device; `a_t` a tensor there. `out`: an output buffer, for an
+    implementation that takes one (else "not provided": the poisoned-output checks need it)."""
+    import inspect
+
+    from properties.seam.backends import NotProvided
+
+    fn, device = backend.device_op("marlin_gemm")
+    extra = {}
+    if out is not None:
+        if "out" not in inspect.signature(fn).parameters:
+            raise NotProvided(backend.name, "marlin_gemm", "it takes no output buffer, which the poisoned-output "
+                                                           "and guard-region checks write into")
+        extra["out"] = out
+    bias = None if layer.bias_permuted is None else to_torch(layer.bias_permuted, device)
+    return fn(a_t, to_torch(layer.qweight, device), to_torch(layer.scales, device), bias, size_n=layer.size_n,
+              size_k=layer.size_k, **extra)
+
+
 def run_gemm(layer: Layer, a, *, config=None, splits=None, out=None, with_bias: bool | None = None):
-    """The CUDA GEMM on a layer; `a` is a NumPy array or a CUDA tensor. Returns the torch output."""
+    """Our CUDA GEMM on a layer (internal unit tests); `a` a NumPy array or a CUDA tensor. Returns the torch output."""
     import torch
 
     a_t = a if isinstance(a, torch.Tensor) else dev(a)

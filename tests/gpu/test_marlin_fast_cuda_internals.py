@@ -1,0 +1,208 @@
+"""Unit tests of OUR CUDA kernels' internals (marlin_fast.cuda), not of the contract: every thread-block
+configuration and split-K count reads the same bytes, partial pipeline stages, the fused checkpoint repack (our own
+extra kernel), our argument checks, and the small cases compute-sanitizer runs (bench/sanitize.sh). These are the
+only GPU tests that call marlin_fast.cuda directly; the contract checks go through the backend seam (the other
+tests/gpu files), whatever kernel is under test."""
+
+import zlib
+
+import numpy as np
+import pytest
+
+import marlin_ref as mr
+from gpu_cases import (CUDA_MARKS, NUM_CONFIGS, SCHEMES, activations, assert_same_bytes, assert_same_values, dev,
+                       host, kernels, make_layer, run_gemm)
+from marlin_ref.marlin_gemm import one_hot_activations, one_hot_expected
+from properties.laws import assert_within_gemm_bound
+
+pytestmark = CUDA_MARKS
+torch = pytest.importorskip("torch")
+
+
+def _rng(*key):
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def _one_hot_case(scheme, dtype, rows, *, bias=False, seed=0, size_k=512, size_n=192):
+    rng = _rng(scheme, dtype, rows, bias, seed)
+    layer = make_layer(scheme, dtype, size_k, size_n, rng, bias=bias)
+    hot = rng.choice(size_k, rows, replace=rows > size_k)
+    return layer, hot, one_hot_activations(hot, size_k, dtype)
+
+
+@pytest.mark.parametrize("splits", [None, 1, 3])
+@pytest.mark.parametrize("config", range(NUM_CONFIGS))
+@pytest.mark.parametrize("scheme, dtype", SCHEMES)
+def test_one_hot_exact_in_every_config(scheme, dtype, config, splits):
+    # The layout does not depend on the tiling: every config and split-K count reads the same bytes.
+    layer, hot, a = _one_hot_case(scheme, dtype, 45, bias=True)
+    want = one_hot_expected(layer.w_eff, dtype, hot=hot, bias=layer.bias)
+    got = host(run_gemm(layer, a, config=config, splits=splits))
+    assert_same_values(got, want, where=f"{scheme}/{dtype} config={config} splits={splits}")
+
+
+@pytest.mark.parametrize("scheme, dtype", SCHEMES)
+def test_sanitize_gemm_small(scheme, dtype):
+    # Small one-hot GEMMs through every config with split-K, for compute-sanitizer (bench/sanitize.sh).
+    for config in range(NUM_CONFIGS):
+        layer, hot, a = _one_hot_case(scheme, dtype, 5, bias=True, seed=config)
+        want = one_hot_expected(layer.w_eff, dtype, hot=hot, bias=layer.bias)
+        assert_same_values(host(run_gemm(layer, a, config=config, splits=2)), want, where=f"config {config}")
+
+
+def test_channel_wise_k_tail_is_exact():
+    # Channel-wise needs only K % 16 == 0: K = 272 leaves a partial pipeline stage in every config.
+    rng = np.random.default_rng(21)
+    layer = make_layer("channel", "bfloat16", 272, 128, rng)
+    hot = np.arange(272)
+    for config in range(NUM_CONFIGS):
+        got = host(run_gemm(layer, one_hot_activations(hot, 272, "bfloat16"), config=config))
+        assert_same_values(got, one_hot_expected(layer.w_eff, "bfloat16", hot=hot), where=f"K tail, config {config}")
+
+
+@pytest.mark.parametrize("tokens, top_k, config", [(5, 2, 0), (40, 2, 1), (64, 3, 2), (150, 2, 3)])
+@pytest.mark.parametrize("scheme, dtype", SCHEMES)
+def test_moe_rows_equal_the_dense_kernel_in_the_same_config(scheme, dtype, tokens, top_k, config):
+    # Our MoE and dense kernels share the tile code: with the same config and splits the rows are the same bits.
+    rng = np.random.default_rng(tokens * 7 + top_k)
+    experts, size_k, size_n = 4, 256, 192
+    layers = [make_layer(scheme, dtype, size_k, size_n, rng, bias=True) for _ in range(experts)]
+    q, s, b = (dev(np.stack([getattr(l, f) for l in layers])) for f in ("qweight", "scales", "bias_permuted"))
+    a = activations(rng, tokens, size_k, dtype)
+    ids = np.stack([rng.choice(experts, top_k, replace=False) for _ in range(tokens)]).astype(np.int32)
+    got = host(kernels().marlin_moe_gemm(dev(a), q, s, b, topk_ids=dev(ids), size_n=size_n, size_k=size_k,
+                                         config=config, splits=2))
+    for e, layer in enumerate(layers):
+        m, i = np.nonzero(ids == e)
+        if m.size:
+            assert_same_values(got[m * top_k + i], host(run_gemm(layer, a[m], config=config, splits=2)),
+                               where=f"expert {e}")
+
+
+def test_sanitize_moe_small():
+    rng = np.random.default_rng(111)
+    layers = [make_layer("channel", "bfloat16", 128, 128, rng, bias=True) for _ in range(3)]
+    q, s, b = (dev(np.stack([getattr(l, f) for l in layers])) for f in ("qweight", "scales", "bias_permuted"))
+    a = activations(rng, 6, 128, "bfloat16")
+    ids = rng.integers(-1, 3, (6, 2)).astype(np.int32)          # -1: a slot routed to no expert
+    got = host(kernels().marlin_moe_gemm(dev(a), q, s, b, topk_ids=dev(ids), size_n=128, size_k=128, config=0,
+                                         splits=2))
+    assert not got[(ids.reshape(-1) < 0)].astype(np.float64).any()
+    for e, layer in enumerate(layers):
+        m, i = np.nonzero(ids == e)
+        if m.size:
+            assert_within_gemm_bound(got[m * 2 + i], a[m], layer.w_eff, "bfloat16", bias=layer.bias,
+                                     channel_scales=layer.channel_scales, where=f"expert {e}")
+
+
+# --- our own repack kernels ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("k_tiles, n_tiles, seed", [(1, 1, 0), (3, 2, 1), (12, 6, 2), (7, 5, 3)])
+def test_repack_from_checkpoint_matches_pack_transpose_repack(k_tiles, n_tiles, seed):
+    # checkpoint [N, K] -> Marlin == repack(pack(W, size_k_first=False).T) (§2.2, §2.8 step 3).
+    size_k, size_n = 16 * k_tiles, 64 * n_tiles
+    ckpt = np.random.default_rng(seed).integers(0, 256, (size_n, size_k), dtype=np.uint8)
+    packed = np.ascontiguousarray(mr.pack_fp8_to_int32(ckpt, size_k_first=False).T)       # [K/4, N]
+    want = mr.gptq_marlin_repack(packed, None, size_k, size_n, 8)
+    got = kernels().fp8_marlin_repack_from_checkpoint(dev(ckpt))
+    assert_same_bytes(host(got), want, where=f"checkpoint repack K={size_k} N={size_n}")
+
+
+def test_sanitize_repack_small():
+    # A small case for compute-sanitizer (bench/sanitize.sh): both kernels, with and without perm.
+    rng = np.random.default_rng(3)
+    packed = rng.integers(-2**31, 2**31, (48 // 4, 192), dtype=np.int64).astype(np.int32)
+    perm = rng.permutation(48).astype(np.int32)
+    for p in (None, perm):
+        want = mr.gptq_marlin_repack(packed, p, 48, 192, 8)
+        got = kernels().gptq_marlin_repack(dev(packed), None if p is None else dev(p), 48, 192, 8)
+        assert_same_bytes(host(got), want, where="sanitize repack")
+    ckpt = rng.integers(0, 256, (192, 48), dtype=np.uint8)
+    want = mr.gptq_marlin_repack(np.ascontiguousarray(mr.pack_fp8_to_int32(ckpt, size_k_first=False).T), None,
+                                 48, 192, 8)
+    assert_same_bytes(host(kernels().fp8_marlin_repack_from_checkpoint(dev(ckpt))), want, where="sanitize ckpt")
+
+
+# --- our argument checks (design.md, "Errors"), raised before any kernel runs ------------------------------
+
+def _packed(rows, cols):
+    return dev(np.zeros((rows, cols), np.int32))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda k: k.gptq_marlin_repack(_packed(16, 96), None, 64, 96, 8), ValueError, "size_n=96 must be"),
+    (lambda k: k.gptq_marlin_repack(_packed(6, 64), None, 24, 64, 8), ValueError, "size_k=24 must be"),
+    (lambda k: k.gptq_marlin_repack(_packed(16, 64), None, 64, 64, 6), ValueError, "num_bits=6 must be 4 or 8"),
+    (lambda k: k.gptq_marlin_repack(_packed(8, 64), None, 64, 64, 8), ValueError, r"b_q_weight.shape=\[8, 64\]"),
+    (lambda k: k.gptq_marlin_repack(dev(np.zeros((16, 64), np.float32)), None, 64, 64, 8), TypeError,
+     "must be torch.int32"),
+    (lambda k: k.gptq_marlin_repack(_packed(16, 64), dev(np.arange(32, dtype=np.int32)), 64, 64, 8), ValueError,
+     r"perm.shape=\[32\] must be \[size_k\]"),
+    (lambda k: k.gptq_marlin_repack(_packed(16, 64), dev(np.full(64, 64, np.int32)), 64, 64, 8), ValueError,
+     "perm values must lie in"),
+    (lambda k: k.gptq_marlin_repack(dev(np.zeros((32, 64), np.int32))[::2], None, 64, 64, 8), ValueError,
+     "must be contiguous"),
+    (lambda k: k.fp8_marlin_repack_from_checkpoint(dev(np.zeros((64, 40), np.uint8))), ValueError,
+     "size_k=40 must be"),
+])
+def test_repack_rejects_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call(kernels())
+
+
+def test_repack_rejects_cpu_tensor():
+    with pytest.raises(ValueError, match="must be a CUDA device"):
+        kernels().gptq_marlin_repack(torch.zeros((16, 64), dtype=torch.int32), None, 64, 64, 8)
+
+
+@pytest.fixture(scope="module")
+def small_layer():
+    return make_layer("group128", "bfloat16", 256, 128, np.random.default_rng(71))
+
+
+def _call(layer, a=None, scales=None, bias=None, **kw):
+    a = dev(activations(np.random.default_rng(0), 4, layer.size_k, layer.dtype)) if a is None else a
+    return kernels().marlin_gemm(a, dev(layer.qweight), dev(layer.scales) if scales is None else scales, bias,
+                                 size_n=kw.pop("size_n", layer.size_n), size_k=kw.pop("size_k", layer.size_k), **kw)
+
+
+def test_gemm_rejects_bad_arguments(small_layer):
+    k = small_layer.size_k
+    with pytest.raises(TypeError, match="a.dtype=Float must be torch.float16 or torch.bfloat16"):
+        _call(small_layer, a=torch.zeros((4, k), device="cuda"))
+    with pytest.raises(TypeError, match="b_scales.dtype=Half must equal a.dtype=BFloat16"):
+        _call(small_layer, scales=dev(small_layer.scales).to(torch.float16))
+    with pytest.raises(ValueError, match=r"a.shape=\[4, 128\] must be \[M, size_k=256\]"):
+        _call(small_layer, a=torch.zeros((4, 128), dtype=torch.bfloat16, device="cuda"))
+    with pytest.raises(ValueError, match="size_n=96 must be a positive multiple of 64"):
+        _call(small_layer, size_n=96)
+    with pytest.raises(ValueError, match="a.stride.0.=260 must be a multiple of 8"):
+        _call(small_layer, a=torch.zeros((4, 260), dtype=torch.bfloat16, device="cuda")[:, :256])
+    with pytest.raises(ValueError, match="group_size = size_k/G = 256/4; FP8 Marlin supports only"):
+        _call(small_layer, scales=torch.zeros((4, 128), dtype=torch.bfloat16, device="cuda"))
+    with pytest.raises(ValueError, match=r"b_bias.shape=\[64\] must be \[size_n=128\]"):
+        _call(small_layer, bias=torch.zeros(64, dtype=torch.bfloat16, device="cuda"))
+
+
+def test_mxfp8_rejects_fp16_activations():
+    layer = make_layer("mx", "bfloat16", 128, 64, np.random.default_rng(81))
+    with pytest.raises(ValueError, match="MXFP8 .e8m0 scales. needs bfloat16 activations"):
+        _call(layer, a=torch.zeros((2, 128), dtype=torch.float16, device="cuda"))
+
+
+def test_mxfp8_rejects_a_single_scale_group():
+    # K = 32: vLLM's prep would use the single permutation (32 < 32 fails), the kernel reads grouped (§2.4).
+    layer = make_layer("mx", "bfloat16", 64, 64, np.random.default_rng(82))
+    a = torch.zeros((2, 32), dtype=torch.bfloat16, device="cuda")
+    with pytest.raises(ValueError, match="MXFP8 needs size_k >= 64"):
+        kernels().marlin_gemm(a, dev(layer.qweight[:2]), dev(layer.scales[:1]), size_n=64, size_k=32)
+
+
+def test_moe_rejects_out_of_range_expert_ids():
+    rng = np.random.default_rng(121)
+    layers = [make_layer("channel", "bfloat16", 128, 64, rng, bias=True) for _ in range(2)]
+    q, s, b = (dev(np.stack([getattr(l, f) for l in layers])) for f in ("qweight", "scales", "bias_permuted"))
+    a = activations(rng, 2, 128, "bfloat16")
+    with pytest.raises(ValueError, match=r"topk_ids must lie in \[0, E=2\) or be -1 \(no expert\), got min 0, max 2"):
+        kernels().marlin_moe_gemm(dev(a), q, s, b, topk_ids=dev(np.array([[0], [2]], np.int32)), size_n=64,
+                                  size_k=128)
