@@ -1,31 +1,101 @@
 #!/usr/bin/env bash
-# The whole suite on a GPU machine, in one call: both tiers with the laws run on the CUDA kernels (backend
-# `cuda`, profile `gpu`), the compliance report, the GEMM mutants wrapping the kernels (kill matrix, profile
-# `gpu`), and the compute-sanitizer subset. Logs and reports under $OUT.
-#   OUT=dir COMMIT=sha bash bench/gpu_suite.sh
+# The suite on a GPU machine, in stages, each bounded by `timeout`; the later stages run when an earlier one fails.
+#   OUT=dir COMMIT=sha SNAPSHOT_SRC=path bash bench/gpu_suite.sh STAGE...
+# Stages:
+#   build           our CUDA extension; with SNAPSHOT_SRC set, the vLLM snapshot's FP8 Marlin (bench/peers/
+#                   build_vllm_snapshot.py) in the background at the same time (`snapshot` waits for it)
+#   suite           the whole suite, laws on our CUDA kernels (backend `cuda`, profile `gpu`), compliance report
+#   snapshot        the backend tests on the snapshot library (--marlin-load, backend marlin-ops:marlin_snapshot),
+#                   compliance report: what the snapshot lacks (MXFP8, bias) is "not provided"
+#   kill            the GEMM mutants and the two GPU-only mutants wrapping our CUDA kernels (profile `gpu`)
+#   kill-snapshot   mutants wrapping the snapshot's kernel: the suite's strength on a kernel we did not write
+#   sanitize        compute-sanitizer memcheck over the small cases (bench/sanitize.sh)
+# Builds go to .gpu_build/ (ignored, not carried), so a second call on the same warm machine reuses them.
+# Logs and reports under $OUT; the first lines of $OUT/env.txt name the device, versions and commit.
 set -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/marlin_out}
-mkdir -p "$OUT"
-export PYTHONPATH=. PYTHONUNBUFFERED=1 MARLIN_FAST_BUILD_DIR=${MARLIN_FAST_BUILD_DIR:-/tmp/marlin_fast_build}
+BUILD=${BUILD:-$PWD/.gpu_build}
+mkdir -p "$OUT" "$BUILD"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MARLIN_FAST_BUILD_DIR=$BUILD/marlin_fast
+SNAPSHOT_SO=$BUILD/snapshot/build/_vllm_marlin_snapshot.so
+SNAPSHOT=(--marlin-load "$SNAPSHOT_SO" --marlin-backend marlin-ops:marlin_snapshot)
 GEMM_MUTANTS="gemm_bias_logical_order gemm_exponent_bias_missing gemm_exponent_bias_twice
   gemm_group_scale_after_mma gemm_e8m0_value_decode gemm_nan_codes_propagate"
+GPU_ONLY_MUTANTS="gemm_drops_last_k_tile_at_large_k gemm_rows_beyond_64_shifted"
+# on the snapshot: the mutants of what it provides (no MXFP8, no bias in its GEMM), its repack and GEMM wrapped
+SNAPSHOT_MUTANTS="interleave8_identity word_index_warp_major row_set_consecutive tile_order_n_reversed
+  tile_order_k_major act_order_perm_ignored gemm_exponent_bias_missing gemm_exponent_bias_twice
+  gemm_group_scale_after_mma gemm_nan_codes_propagate $GPU_ONLY_MUTANTS linear_wrong_n_slice"
+# files whose tests run CPU backends in subprocesses or check packaging: the CPU CI runs them
+CPU_ONLY=(--ignore=tests/test_mutants.py --ignore=tests/test_external_library.py --ignore=tests/test_plugin_opt_in.py
+          --ignore=tests/test_mutation_survivors.py)
 status=0
 {
-  echo "# commit ${COMMIT:-unknown}; command: OUT=\$OUT COMMIT=${COMMIT:-unknown} bash bench/gpu_suite.sh"
+  echo "# commit ${COMMIT:-unknown}; stages: $*"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
+  python3 -c "import torch, sys, hypothesis, numpy, ml_dtypes, pytest
+print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'hypothesis',
+      hypothesis.__version__, 'numpy', numpy.__version__, 'ml_dtypes', ml_dtypes.__version__, 'pytest', pytest.__version__)"
   nvcc --version | tail -1
-} > "$OUT/suite.log" 2>&1
-timeout 300 python3 -c "from marlin_fast import _ext; _ext.load(); print('extension built')" >> "$OUT/suite.log" 2>&1 || status=1
-timeout ${SUITE_TIMEOUT:-330} python3 -m pytest -n ${WORKERS:-16} -p no:cacheprovider --hypothesis-profile=gpu \
-  --marlin-backend=cuda --marlin-report="$OUT/compliance" 2>&1 | tee -a "$OUT/suite.log" | tail -8
-[ "${PIPESTATUS[0]}" = 0 ] || status=1
-args=(); for m in $GEMM_MUTANTS; do args+=(--mutant "$m"); done
-MARLIN_KILL_PROFILE=gpu timeout 150 python3 -m properties.strength.kill_matrix --base cuda --relevant "${args[@]}" \
-  --out "$OUT/kill_matrix_gpu" 2>&1 | tee "$OUT/kill_matrix_gpu.log" | tail -8
-[ "${PIPESTATUS[0]}" = 0 ] || status=1
-timeout 150 bash bench/sanitize.sh > "$OUT/sanitize.log" 2>&1 || status=1
-tail -3 "$OUT/sanitize.log"
+  nproc
+} >> "$OUT/env.txt" 2>&1
+
+stage_pytest() {   # NAME TIMEOUT ARGS...: pytest into $OUT/NAME.log, its tail on stdout
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  timeout "$limit" python3 -m pytest -p no:cacheprovider -p no:randomly --hypothesis-profile=gpu "$@" \
+    > "$OUT/$name.log" 2>&1
+  local code=$?
+  tail -6 "$OUT/$name.log"
+  echo "stage $name: exit $code in $(( $(date +%s) - t0 )) s" | tee -a "$OUT/$name.log"
+  [ "$code" = 0 ] || status=1
+}
+
+kill_matrix() {    # NAME BASE MUTANTS...: the kill matrix of the mutants wrapping BASE, profile `gpu`
+  local name=$1 base=$2; shift 2
+  local args=(); for m in "$@"; do args+=(--mutant "$m"); done
+  local t0=$(date +%s)
+  MARLIN_KILL_PROFILE=gpu timeout 280 python3 -m properties.strength.kill_matrix --base "$base" --relevant \
+    --stop-first --jobs 8 "${args[@]}" --out "$OUT/$name" > "$OUT/$name.log" 2>&1 || status=1
+  tail -4 "$OUT/$name.log"
+  echo "stage $name: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/$name.log"
+}
+
+for stage in "$@"; do
+  case "$stage" in
+    build)
+      if [ -n "${SNAPSHOT_SRC:-}" ] && [ ! -f "$SNAPSHOT_SO" ]; then
+        ( MAX_JOBS=8 timeout 540 python3 bench/peers/build_vllm_snapshot.py --source "$SNAPSHOT_SRC" \
+            --out "$BUILD/snapshot" > "$OUT/snapshot_build.log" 2>&1; echo "exit $?" >> "$OUT/snapshot_build.log" ) &
+        echo $! > "$BUILD/snapshot_build.pid"
+      fi
+      t0=$(date +%s)
+      timeout 400 python3 -c "from marlin_fast import _ext; _ext.load(); print('extension built')" \
+        > "$OUT/build.log" 2>&1 || { status=1; tail -20 "$OUT/build.log"; }
+      echo "stage build (ours): $(( $(date +%s) - t0 )) s" | tee -a "$OUT/build.log" ;;
+    suite)
+      stage_pytest suite "${SUITE_TIMEOUT:-330}" -n "${WORKERS:-12}" "${CPU_ONLY[@]}" --marlin-backend=cuda \
+        --marlin-report="$OUT/compliance_cuda" ;;
+    snapshot)
+      pid=$(cat "$BUILD/snapshot_build.pid" 2>/dev/null)
+      while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 5; done   # the build of stage `build`
+      tail -3 "$OUT/snapshot_build.log" 2>/dev/null
+      if [ -f "$SNAPSHOT_SO" ]; then
+        stage_pytest snapshot "${SNAPSHOT_TIMEOUT:-300}" -n "${WORKERS:-12}" "${CPU_ONLY[@]}" -m marlin_backend \
+          "${SNAPSHOT[@]}" --marlin-report="$OUT/compliance_snapshot"
+      else
+        echo "stage snapshot: no library at $SNAPSHOT_SO"; status=1
+      fi ;;
+    kill)
+      kill_matrix kill_matrix_cuda cuda $GEMM_MUTANTS $GPU_ONLY_MUTANTS ;;
+    kill-snapshot)
+      MARLIN_LOAD=$SNAPSHOT_SO kill_matrix kill_matrix_snapshot marlin-ops:marlin_snapshot $SNAPSHOT_MUTANTS ;;
+    sanitize)
+      timeout 200 bash bench/sanitize.sh > "$OUT/sanitize.log" 2>&1 || status=1
+      tail -3 "$OUT/sanitize.log" ;;
+    *) echo "gpu_suite: unknown stage '$stage' (build, suite, snapshot, kill, kill-snapshot, sanitize)" >&2; exit 2 ;;
+  esac
+done
 echo "gpu_suite status $status"
 exit $status
