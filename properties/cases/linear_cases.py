@@ -109,12 +109,11 @@ def linear_one_hot_is_exact(backend: Backend, row: T.Transform, case: dict) -> N
     w_eff, bias, _ = expectation(row.op, case, kwargs)
     want = one_hot_expected(w_eff, activation_dtype(row.op, case), hot=hot, bias=bias).astype(np.float64)
     got = y.astype(np.float64)
-    same = (got == want) | (np.isnan(got) & np.isnan(want))
-    if not same.all():
-        bad = np.argwhere(~same)
+    bad = report.value_mismatches(got, want)
+    if len(bad):
         shown = "; ".join(f"y[{m}, {n}] = {got[m, n]!r}, want {want[m, n]!r} (W[k={hot[m]}, n={n}]"
                           f"{' + bias' if bias is not None else ''})" for m, n in bad[:report.SHOWN])
-        raise AssertionError(f"{where}, one-hot rows: {len(bad)} of {same.size} outputs differ from "
+        raise AssertionError(f"{where}, one-hot rows: {len(bad)} of {got.size} outputs differ from "
                              f"RT(W_eff[hot, n]){' + b' if bias is not None else ''}: {shown}")
 
 

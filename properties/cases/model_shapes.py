@@ -129,12 +129,11 @@ def model_shape_one_hot_is_exact(backend: Backend, row: T.Transform, case: dict)
     got = _sampled_output(backend, case, built, where).astype(np.float64)
     bias = None if built.bias is None else built.bias[built.columns]
     want = one_hot_expected(_w_eff(case, built), case["dtype"], hot=built.hot[built.rows], bias=bias).astype(np.float64)
-    same = (got == want) | (np.isnan(got) & np.isnan(want))
-    if not same.all():
-        bad = np.argwhere(~same)
+    bad = report.value_mismatches(got, want)
+    if len(bad):
         shown = "; ".join(f"out[{built.rows[i]}, {built.columns[j]}] = {got[i, j]!r}, want {want[i, j]!r} "
                           f"(W[k={built.hot[built.rows[i]]}])" for i, j in bad[:report.SHOWN])
-        raise AssertionError(f"{where}: {len(bad)} of {same.size} sampled outputs differ: {shown}")
+        raise AssertionError(f"{where}: {len(bad)} of {got.size} sampled outputs differ: {shown}")
 
 
 def model_shape_within_bound(backend: Backend, row: T.Transform, case: dict) -> None:

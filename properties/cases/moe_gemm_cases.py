@@ -101,13 +101,12 @@ def _output(backend: Backend, case: dict, kwargs: dict, where: str) -> np.ndarra
 
 def _differ(got: np.ndarray, want: np.ndarray, ids: np.ndarray, where: str) -> None:
     __tracebackhide__ = True
-    same = (got == want) | (np.isnan(got) & np.isnan(want))
-    if not same.all():
-        bad = np.argwhere(~same)
+    bad = report.value_mismatches(got, want)
+    if len(bad):
         top_k = ids.shape[1]
         shown = "; ".join(f"row {r} (token {r // top_k}, expert {ids.reshape(-1)[r]}), n={n}: got {got[r, n]!r}, "
                           f"want {want[r, n]!r}" for r, n in bad[:report.SHOWN])
-        raise AssertionError(f"{where}: {len(bad)} of {same.size} outputs differ: {shown}")
+        raise AssertionError(f"{where}: {len(bad)} of {got.size} outputs differ: {shown}")
 
 
 def moe_one_hot_is_exact(backend: Backend, row: T.Transform, case: dict) -> None:

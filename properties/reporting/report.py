@@ -161,6 +161,17 @@ def _canonical_nans(a: np.ndarray) -> np.ndarray:
     return np.where(nan, np.array(np.nan, a.dtype), a).astype(a.dtype) if nan.any() else a
 
 
+def value_mismatches(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """The indices [count, ndim] where got != want as values (NaN matches NaN, +0 matches -0): the one-hot laws.
+
+    >>> value_mismatches(np.array([1.0, np.nan, 0.0]), np.array([1.0, np.nan, -0.0])).tolist()
+    []
+    >>> value_mismatches(np.array([[1.0, 2.0]]), np.array([[1.0, np.nan]])).tolist()
+    [[0, 1]]
+    """
+    return np.argwhere(~((got == want) | (np.isnan(got) & np.isnan(want))))
+
+
 def assert_bit_exact(got, want, *, where: str, layout: Layout | None = None, nan_payloads: bool = True) -> None:
     """got and want are the same kind of value, and arrays agree in dtype, shape and every byte.
     nan_payloads=False: a NaN must meet a NaN, but its payload and sign may differ (only for values
