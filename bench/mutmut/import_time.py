@@ -1,0 +1,83 @@
+"""Retest the mutants of functions that marlin_fast calls while it is imported, the way mutmut cannot.
+
+mutmut 3 swaps mutants in at call time (a trampoline reads MUTANT_UNDER_TEST on every call), and it forks every
+mutant's test run from a process that has already imported the project. A function that runs only while a
+module is imported therefore always runs unmutated: every mutant of
+`apply_fp8_marlin_linear.apply_with` (the factory behind `apply_fp8_marlin_linear = apply_with(marlin_gemm)`)
+"survives" without ever having been active, and mutmut only credits the one test that calls the factory itself.
+
+This script gives those mutants a fair trial: one fresh `python -m pytest` per mutant, in mutmut's mutants/ folder,
+with MUTANT_UNDER_TEST set before anything is imported (so the module-level call builds the mutated layer), on the
+tests that reach what the factory built (mutmut's stats for a function the built layer calls), fastest first,
+with -x. The verdicts overwrite mutmut's in the .meta files, so `mutmut results`, `mutmut show` and score.py see
+them. bench/mutmut/run.sh runs it after `mutmut run`.
+
+    python bench/mutmut/import_time.py --tree /tmp/marlin-mutmut-$USER/tree [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# mangled factory (called at import time) -> a mangled function that what it built calls (whose tests reach it)
+IMPORT_TIME = {
+    "marlin_fast.apply_fp8_marlin_linear.x_apply_with": "marlin_fast.apply_fp8_marlin_linear.x__check",
+}
+PYTEST = ["--rootdir=.", "--tb=line", "-x", "-q", "-p", "no:randomly", "-p", "bench.mutmut.mutmut_plugin",
+          "--marlin-backend=torch", "-p", "no:cacheprovider"]
+TIMEOUT_S = 600
+
+
+def run_one(mutants: Path, name: str, tests: list[str]) -> tuple[str, int, float]:
+    env = dict(os.environ, MUTANT_UNDER_TEST=name, PY_IGNORE_IMPORTMISMATCH="1")
+    start = time.time()
+    try:
+        rc = subprocess.run(["nice", "-n", "19", sys.executable, "-m", "pytest", *PYTEST, *tests], cwd=mutants,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=TIMEOUT_S).returncode
+    except subprocess.TimeoutExpired:
+        rc = 36   # mutmut's "timeout"
+    return name, rc, time.time() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tree", type=Path, required=True, help="the snapshot mutmut ran in (holds mutants/)")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args(argv)
+    mutants = args.tree / "mutants"
+    stats = json.loads((mutants / "mutmut-stats.json").read_text())
+    duration, tests_of = stats["duration_by_test"], stats["tests_by_mangled_function_name"]
+
+    work = []   # (meta path, mutant name, tests)
+    for factory, callee in IMPORT_TIME.items():
+        module = factory.rpartition(".")[0]
+        meta = mutants / (module.replace(".", "/") + ".py.meta")
+        names = [n for n in json.loads(meta.read_text())["exit_code_by_key"] if n.startswith(factory + "__mutmut_")]
+        tests = sorted(set(tests_of.get(callee, ())) | set(tests_of.get(factory, ())), key=lambda t: duration.get(t, 0))
+        work += [(meta, name, tests) for name in names]
+    if not work:
+        return 0
+    print(f"import-time mutants: retesting {len(work)} in fresh processes")
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda w: (w[0], *run_one(mutants, w[1], w[2])), work))
+    for meta in {m for m, *_ in results}:
+        data = json.loads(meta.read_text())
+        for m, name, rc, seconds in results:
+            if m == meta:
+                data["exit_code_by_key"][name] = rc
+                data["durations_by_key"][name] = seconds
+        meta.write_text(json.dumps(data, indent=4))
+    killed = sum(rc in (1, 3) for *_, rc, _ in results)
+    print(f"import-time mutants: {killed} of {len(results)} killed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
