@@ -1,5 +1,258 @@
 """Laws and checks that kill the survivors of the mutmut benchmark (bench/mutmut/run.sh, bench/results/mutmut.md).
 
-Each test names the mutmut mutants it was written for. They go through the backend seam (`backend` fixture,
-properties.laws.check) or compare the backend under test with the oracle directly.
+mutmut planted its own bugs in marlin_fast; the ones the suite let through showed where the laws' inputs never go.
+Each test names the gap it closes (and bench/results/mutmut.md the mutants). Contract operations are called
+through the backend seam (the `backend` fixture against the oracle, via properties.laws.run_op, which also checks
+that inputs are never mutated); the formats and padding helpers that marlin_fast exports outside the contract are
+compared with marlin_ref's functions of the same names directly, as tests/test_bad_input.py does.
 """
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from marlin_ref import formats as ref_formats
+from marlin_ref import padding as ref_padding
+from properties.cases import linear_cases as L
+from properties.cases.transforms import by_name
+from properties.laws import run_op
+from properties.pytest_plugin import examples
+from properties.reporting.report import Layout, assert_bit_exact, assert_fields_bit_exact
+from properties.seam.backends import oracle, torch_adapter
+
+E4M3, E8M0, BF16 = (np.dtype(d) for d in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e8m0fnu, ml_dtypes.bfloat16))
+BIAS_DTYPES = (np.dtype(np.float16), BF16, np.dtype(np.float32))   # what the pipelines accept for a bias (§2.8)
+
+
+def same_as_oracle(backend, op: str, kwargs: dict, where: str) -> None:
+    """backend.op(**kwargs) == oracle.op(**kwargs), bit for bit (a NamedTuple field by field)."""
+    __tracebackhide__ = True
+    got, want = run_op(backend, op, kwargs), run_op(oracle(), op, kwargs)
+    if hasattr(want, "_fields"):
+        assert_fields_bit_exact(got, want, where=where, layouts={f: Layout() for f in want._fields})
+    else:
+        assert_bit_exact(got, want, where=where)
+
+
+def raises_naming(fn, exc, name: str, op: str, **kwargs) -> str:
+    """fn(**kwargs) raises `exc` with a message "<op>: <name>..." (design.md, "Errors": the message starts with the
+    function's name and names the argument)."""
+    __tracebackhide__ = True
+    with pytest.raises(exc) as info:
+        fn(**kwargs)
+    message = str(info.value)
+    assert re.match(rf"{re.escape(op)}: {re.escape(name)}(?![A-Za-z0-9_])", message), \
+        f"{op}: the message must start with '{op}: {name}': {message!r}"
+    return message
+
+
+# --- defaults: a keyword left out means the contract's default -------------------------------------------------
+# Gap: the rows always pass every keyword, so a wrong default (size_k_first=False, dtype="float64") never shows.
+
+DEFAULTS = [("convert_fp8_scales", "size_k_first", True, {"schemes": ("block",)}),
+            ("prepare_fp8_layer_for_marlin", "size_k_first", True, {"schemes": ("block",)}),
+            ("mxfp8_marlin_unprocess_scales", "dtype", "float32", {"dtypes": ("float32",)}),
+            ("prepare_mxfp8_layer_for_marlin", "intermediate_dtype", "bfloat16", {"dtypes": ("bfloat16",)})]
+
+
+@pytest.mark.parametrize("name, keyword, default, cell", DEFAULTS, ids=[f"{n}-{k}" for n, k, *_ in DEFAULTS])
+@given(data=st.data())
+@examples(0.5)
+def test_a_keyword_left_out_takes_the_contract_default(backend, name, keyword, default, cell, data):
+    row = by_name(name)
+    kwargs = row.build(data.draw(row.cases(**cell), label="case"))
+    assume(kwargs[keyword] == default)
+    del kwargs[keyword]
+    same_as_oracle(backend, row.op, kwargs, f"{row.op} without {keyword}= (default {default!r})")
+
+
+@given(data=st.data())
+@examples(0.5)
+def test_unprocess_scales_decodes_into_float64(backend, data):
+    # Gap: the rows draw dtype from float32/bfloat16/float16 only; float64 is a documented output dtype too.
+    row = by_name("mxfp8_marlin_unprocess_scales")
+    kwargs = row.build(data.draw(row.cases(), label="case"))
+    same_as_oracle(backend, row.op, {**kwargs, "dtype": "float64"}, "mxfp8_marlin_unprocess_scales(dtype=float64)")
+
+
+# --- a bias of another dtype than the layer's --------------------------------------------------------------------
+# Gap: the rows build every bias in the layer's own dtype (orig_dtype, bf16 for MXFP8), so a pipeline that forgets
+# to cast the bias to the output dtype passes. The pipelines take float16, bfloat16 and float32 biases.
+
+BIAS_ROWS = [("prepare_fp8_layer_for_marlin", ("bias",)),
+             ("prepare_fp8_moe_layer_for_marlin", ("w13_bias", "w2_bias")),
+             ("prepare_mxfp8_layer_for_marlin", ("bias",))]
+
+
+@pytest.mark.parametrize("name, keys", BIAS_ROWS, ids=[n for n, _ in BIAS_ROWS])
+@pytest.mark.parametrize("bias_dtype", BIAS_DTYPES, ids=str)
+@given(data=st.data())
+@examples(0.3)
+def test_a_bias_of_any_accepted_dtype_is_cast_like_the_oracle(backend, name, keys, bias_dtype, data):
+    row = by_name(name)
+    kwargs = row.build(data.draw(row.cases(bias=(True,)), label="case"))
+    kwargs.update({k: kwargs[k].astype(np.float64).astype(bias_dtype) for k in keys})
+    same_as_oracle(backend, row.op, kwargs, f"{row.op} with {bias_dtype} biases")
+
+
+# --- dtype arguments: a name that is no dtype is refused under the argument's name --------------------------------
+# Gap: the bad-input battery has no unknown dtype name for these arguments, so the argument's name in the message
+# is never checked.
+
+DTYPE_ARGUMENTS = [("convert_fp8_scales", "orig_dtype"), ("convert_fp8_moe_scales[w13]", "orig_dtype"),
+                   ("mxfp8_scales_to_float", "intermediate_dtype"), ("mxfp8_marlin_unprocess_scales", "dtype"),
+                   ("prepare_fp8_layer_for_marlin", "orig_dtype"), ("prepare_fp8_moe_layer_for_marlin", "orig_dtype"),
+                   ("prepare_mxfp8_layer_for_marlin", "intermediate_dtype"),
+                   ("prepare_mxfp8_moe_layer_for_marlin", "intermediate_dtype")]
+
+
+@pytest.mark.parametrize("name, argument", DTYPE_ARGUMENTS, ids=[f"{n}-{a}" for n, a in DTYPE_ARGUMENTS])
+@pytest.mark.parametrize("value", ["float7", "int8"])
+def test_a_bad_dtype_name_is_refused_under_the_argument_name(backend, name, argument, value):
+    row = by_name(name)
+    from hypothesis import find
+    kwargs = row.build(find(row.cases(), lambda case: True))     # the smallest valid case
+    for b in (backend, oracle()):
+        raises_naming(b.op(row.op), ValueError, argument, row.op, **{**kwargs, argument: value})
+
+
+# --- the linear layer: the leading shape of the input is free, [K] included ---------------------------------------
+# Gap: linear_cases draws inputs [M, K] and [2, M/2, K], never a plain vector [K].
+
+@pytest.mark.parametrize("op", [L.FP8, L.MX])
+@given(data=st.data())
+@examples(0.3)
+def test_linear_on_a_vector_is_its_row(backend, op, data):
+    row = L.row_named(op)
+    case = data.draw(row.cases(), label="case")
+    kwargs = L.checkpoint(op, case)
+    layer = run_op(backend, L.PREPARE[op], kwargs)
+    x, _ = L.G.activations_of(case, L.activation_dtype(op, case))              # [M, K]
+    args = {"weight": layer.qweight, "weight_scale": layer.scales, "size_n": case["size_n"],
+            "size_k": case["size_k"], "bias": layer.bias}
+    rows = run_op(backend, op, {**args, "input": x[:1]})                        # [1, N]
+    vector = run_op(backend, op, {**args, "input": np.ascontiguousarray(x[0])})  # [N]
+    assert_bit_exact(vector, rows[0], where=f"{op}(x[0]) vs {op}(x[:1])[0] on {backend.name!r}")
+
+
+@pytest.mark.parametrize("op", [L.FP8, L.MX])
+def test_linear_refuses_a_float32_input_under_its_name(backend, op):
+    row = L.row_named(op)
+    from hypothesis import find
+    case = find(row.cases(), lambda case: True)
+    layer = run_op(oracle(), L.PREPARE[op], L.checkpoint(op, case))
+    args = {"weight": layer.qweight, "weight_scale": layer.scales, "size_n": case["size_n"],
+            "size_k": case["size_k"], "bias": layer.bias,
+            "input": np.zeros((2, case["size_k"]), np.float32)}
+    for b in (backend, oracle()):
+        with pytest.raises((TypeError, ValueError)) as info:
+            b.op(op)(**args)
+        assert str(info.value).startswith(f"{op}: input"), str(info.value)
+
+
+# --- MXFP8 scale processing: the e8m0 range's lower end, and one bad entry -----------------------------------------
+# Gap: the bad-input battery has no scale just below 2^-127 and no grid with a single bad entry.
+
+@pytest.mark.parametrize("bad", [2.0 ** -128, 2.0 ** -129, 3.0, 2.0 ** 128], ids=["2^-128", "2^-129", "3", "2^128"])
+@pytest.mark.parametrize("where", [(0, 0), (1, 63)])
+def test_process_scales_refuses_one_value_outside_e8m0(backend, bad, where):
+    ms = np.full((2, 64), 2.0 ** -127, np.float64)
+    ms[where] = bad
+    for b in (backend, oracle()):
+        raises_naming(b.op("mxfp8_marlin_process_scales"), ValueError, "ms", "mxfp8_marlin_process_scales",
+                      ms=ms)
+
+
+def test_process_scales_keeps_the_ends_of_the_e8m0_range(backend):
+    ms = np.array([[2.0 ** -127, 2.0 ** 127, 0.0, np.inf] * 16], np.float64)   # [1, 64]
+    same_as_oracle(backend, "mxfp8_marlin_process_scales", {"ms": ms}, "mxfp8_marlin_process_scales at 2^±127")
+
+
+# --- marlin_fast's own exports outside the contract: formats and padding helpers, against marlin_ref's ------------
+# Gap: the laws reach these only through the pipelines, on finite in-range values and with the default keywords.
+
+fast = importlib.import_module("marlin_fast")
+
+
+def fast_call(name: str):
+    return torch_adapter(getattr(fast, name))
+
+
+ALL_CODES = np.arange(256, dtype=np.uint8)
+SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 2.0 ** -9, -2.0 ** -9, 2.0 ** -10, 2.0 ** -11, 448.0, -448.0, 464.0,
+                    -464.0, 465.0, -465.0, 480.0, 1e6, -1e6, np.inf, -np.inf, np.nan, -np.nan, 1 + 2 ** -4,
+                    1 + 2 ** -4 + 2 ** -40, 1.5 - 2 ** -40, 3 * 2.0 ** -10, 2.0 ** -127, 2.0 ** 127, 2.0 ** 128],
+                   np.float64)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"nan_as": 480.0}, {"nan_as": None}], ids=["default", "480", "None"])
+def test_decode_e4m3_every_code(kwargs):
+    assert_bit_exact(fast_call("decode_e4m3")(ALL_CODES, **kwargs), ref_formats.decode_e4m3(ALL_CODES, **kwargs),
+                     where=f"decode_e4m3(all codes, {kwargs})")
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"kernel_faithful": False}, {"kernel_faithful": True}],
+                         ids=["default", "plain", "kernel"])
+def test_decode_e8m0_every_code(kwargs):
+    got, want = fast_call("decode_e8m0")(ALL_CODES, **kwargs), ref_formats.decode_e8m0(ALL_CODES, **kwargs)
+    assert_bit_exact(got, want, where=f"decode_e8m0(all codes, {kwargs})", nan_payloads=False)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"saturate": False}, {"saturate": True}], ids=["default", "nan", "saturate"])
+@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=16))
+@examples(0.5)
+def test_encode_e4m3_specials_and_any_float(kwargs, values):
+    x = np.concatenate([SPECIAL, np.array(values, np.float64)])
+    assert_bit_exact(fast_call("encode_e4m3")(x, **kwargs), ref_formats.encode_e4m3(x, **kwargs),
+                     where=f"encode_e4m3({kwargs})")
+
+
+@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=16))
+@examples(0.5)
+def test_encode_e8m0_specials_and_any_float(values):
+    # float64 -> float32 first (torch's rule), which decides values such as 1.5 - 2^-40 (-> 1.5 -> code 128)
+    x = np.concatenate([SPECIAL, np.array(values, np.float64)])
+    assert_bit_exact(fast_call("encode_e8m0")(x), ref_formats.encode_e8m0(x), where="encode_e8m0")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), max_size=16))
+@examples(0.5)
+def test_round_to_dtype_specials_and_any_float(dtype, values):
+    x = np.concatenate([SPECIAL, np.array(values, np.float64), np.array([65504.0, 65520.0, -65520.0])])
+    assert_bit_exact(fast_call("round_to_dtype")(x, dtype), ref_formats.round_to_dtype(x, dtype),
+                     where=f"round_to_dtype(x, {dtype})")
+
+
+@pytest.mark.parametrize("num_bits", [4, 8])
+@pytest.mark.parametrize("lead", [(), (3,)], ids=["2d", "3d"])
+def test_marlin_repacked_nk_like_the_oracle(num_bits, lead):
+    pack = 32 // num_bits
+    # any N with 16·N a whole number of words, not only the GEMM's multiples of 64
+    for k_tiles, n in [(1, 64), (3, 128), (8, 192), (2, 1), (1, 4), (5, 17), (2, 2)]:
+        if 16 * n % pack:
+            continue
+        qweight = np.zeros((*lead, k_tiles, 16 * n // pack), np.int32)
+        got = fast_call("marlin_repacked_nk")(qweight, num_bits)
+        want = ref_padding.marlin_repacked_nk(qweight, num_bits)
+        assert tuple(got) == tuple(want) and all(type(v) is int for v in got), (got, want)
+
+
+@pytest.mark.parametrize("lead", [(), (2,), (2, 3)], ids=["1d", "2d", "3d"])
+def test_marlin_unpad_output_like_the_oracle(lead):
+    output = np.arange(np.prod(lead, dtype=int) * 128, dtype=np.float32).reshape(*lead, 128).astype(BF16)
+    assert_bit_exact(fast_call("marlin_unpad_output")(output, 100, 128), ref_padding.marlin_unpad_output(output, 100, 128),
+                     where=f"marlin_unpad_output({list(lead)} + [128])")
+
+
+def test_the_linear_layers_carry_their_contract_names():
+    # marlin_fast builds both layers with apply_with(gemm) while it is imported; their names are the contract's.
+    for name in ("apply_fp8_marlin_linear", "apply_mxfp8_marlin_linear"):
+        fn = getattr(fast, name)
+        assert (fn.__name__, fn.__qualname__) == (name, name)

@@ -9,15 +9,19 @@ module is imported therefore always runs unmutated: every mutant of
 This script gives those mutants a fair trial: one fresh `python -m pytest` per mutant, in mutmut's mutants/ folder,
 with MUTANT_UNDER_TEST set before anything is imported (so the module-level call builds the mutated layer), on the
 tests that reach what the factory built (mutmut's stats for a function the built layer calls), fastest first,
-with -x. The verdicts overwrite mutmut's in the .meta files, so `mutmut results`, `mutmut show` and score.py see
-them. bench/mutmut/run.sh runs it after `mutmut run`.
+with -x. The verdicts go to mutants/import_time.json and then overwrite mutmut's in the .meta files, so
+`mutmut results`, `mutmut show` and score.py see them. bench/mutmut/run.sh runs it after `mutmut run`.
 
-    python bench/mutmut/import_time.py --tree /tmp/marlin-mutmut-$USER/tree [--jobs 2]
+    python bench/mutmut/import_time.py --tree /tmp/marlin-mutmut-$USER/tree [--jobs 2] [--only GLOB ...] [--reuse]
+
+--only: retest only the import-time mutants matching these mutmut names / globs; --reuse: keep verdicts already
+in import_time.json (e.g. computed while `mutmut run` was still busy) and only merge them.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import subprocess
@@ -50,6 +54,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tree", type=Path, required=True, help="the snapshot mutmut ran in (holds mutants/)")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", nargs="*", default=None, help="mutant names or globs (default: all)")
+    parser.add_argument("--reuse", action="store_true", help="keep verdicts already in import_time.json")
     args = parser.parse_args(argv)
     mutants = args.tree / "mutants"
     stats = json.loads((mutants / "mutmut-stats.json").read_text())
@@ -61,12 +67,18 @@ def main(argv=None) -> int:
         meta = mutants / (module.replace(".", "/") + ".py.meta")
         names = [n for n in json.loads(meta.read_text())["exit_code_by_key"] if n.startswith(factory + "__mutmut_")]
         tests = sorted(set(tests_of.get(callee, ())) | set(tests_of.get(factory, ())), key=lambda t: duration.get(t, 0))
-        work += [(meta, name, tests) for name in names]
-    if not work:
-        return 0
-    print(f"import-time mutants: retesting {len(work)} in fresh processes")
-    with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda w: (w[0], *run_one(mutants, w[1], w[2])), work))
+        work += [(meta, name, tests) for name in names
+                 if args.only is None or any(fnmatch.fnmatch(name, pattern) for pattern in args.only)]
+    cache_path = mutants / "import_time.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    todo = [w for w in work if not (args.reuse and w[1] in cache)]
+    if todo:
+        print(f"import-time mutants: retesting {len(todo)} in fresh processes")
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for name, rc, seconds in pool.map(lambda w: run_one(mutants, w[1], w[2]), todo):
+                cache[name] = [rc, seconds]
+                cache_path.write_text(json.dumps(cache, indent=1))
+    results = [(meta, name, *cache[name]) for meta, name, _ in work if name in cache]
     for meta in {m for m, *_ in results}:
         data = json.loads(meta.read_text())
         for m, name, rc, seconds in results:
