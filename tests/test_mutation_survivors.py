@@ -256,3 +256,89 @@ def test_the_linear_layers_carry_their_contract_names():
     for name in ("apply_fp8_marlin_linear", "apply_mxfp8_marlin_linear"):
         fn = getattr(fast, name)
         assert (fn.__name__, fn.__qualname__) == (name, name)
+
+
+# --- the linear layer when padded K is an odd multiple of 64 -------------------------------------------------------
+# Gap: the linear cases never pick the (ru(N, 128), ru(K, 64)) tile family with K % 128 != 0 after padding, where
+# only channel-wise scales (G = 1) are valid.
+
+ODD_K = [(128, 64), (128, 192), (256, 320)]     # (size_n, size_k): padded_k = 64, 192, 320
+
+
+@pytest.mark.parametrize("size_n, size_k", ODD_K, ids=[f"n{n}-k{k}" for n, k in ODD_K])
+@pytest.mark.parametrize("scheme", ["channel", "tensor"])
+def test_linear_one_hot_when_padded_k_is_an_odd_multiple_of_64(backend, size_n, size_k, scheme):
+    from hypothesis import find
+    from properties.cases.gemm_cases import ONE_HOT
+    row = L.row_named(L.FP8)
+    case = find(row.cases(schemes=(scheme,), activations=ONE_HOT), lambda case: True)
+    case = {**case, "size_n": size_n, "size_k": size_k, "rows": min(case["rows"], size_k), "lead": [1]}
+    assert ref_padding.marlin_padded_nk(size_n, size_k, -1)[1] % 128 == 64
+    L.linear_one_hot_is_exact(backend, row, case)
+
+
+@pytest.mark.parametrize("size_n, size_k", [(256, 320), (128, 448)], ids=["n256-k320", "n128-k448"])
+def test_linear_refuses_group_scales_when_padded_k_is_no_multiple_of_128(backend, size_n, size_k):
+    from hypothesis import find
+    row = L.row_named(L.FP8)
+    case = {**find(row.cases(schemes=("channel",)), lambda case: True), "size_n": size_n, "size_k": size_k}
+    layer = run_op(oracle(), L.PREPARE[L.FP8], L.checkpoint(L.FP8, case))
+    groups = layer.padded_k // 128                                          # a grid the kernel has no group for
+    args = {"input": np.zeros((1, size_k), layer.scales.dtype), "weight": layer.qweight,
+            "weight_scale": np.ones((groups, layer.padded_n), layer.scales.dtype), "size_n": size_n,
+            "size_k": size_k, "bias": None}
+    for b in (backend, oracle()):
+        raises_naming(b.op(L.FP8), ValueError, "weight_scale", L.FP8, **args)
+
+
+# --- formats on every accepted input dtype ---------------------------------------------------------------------------
+# Gap: marlin_fast's encoders are reached only with float64 (and through the pipelines with float scales).
+
+REAL_INPUTS = [np.float64, np.float32, np.float16, BF16, np.int64, np.int32, np.int8, np.uint8]
+
+
+@pytest.mark.parametrize("dtype", REAL_INPUTS, ids=lambda d: np.dtype(d).name)
+def test_encoders_take_every_real_dtype_like_the_oracle(dtype):
+    x = np.array([0, 1, -1, 3, 100, -100, 127, 500, -500, 70000], np.float64)
+    x = x[(x >= np.iinfo(dtype).min) & (x <= np.iinfo(dtype).max)] if np.dtype(dtype).kind in "iu" else x
+    x = np.concatenate([x, SPECIAL]) if np.dtype(dtype).kind == "f" else x
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = x.astype(dtype)
+    for name, kwargs in [("encode_e4m3", {}), ("encode_e4m3", {"saturate": True}), ("encode_e8m0", {})]:
+        assert_bit_exact(fast_call(name)(x, **kwargs), getattr(ref_formats, name)(x, **kwargs),
+                         where=f"{name}({np.dtype(dtype).name} values, {kwargs})")
+    for target in ("float16", "bfloat16"):
+        assert_bit_exact(fast_call("round_to_dtype")(x, target), ref_formats.round_to_dtype(x, target),
+                         where=f"round_to_dtype({np.dtype(dtype).name} values, {target})")
+
+
+# --- block sizes the FP8 pipelines refuse, under their own names ---------------------------------------------------
+# Gap: no bad weight_block_size reaches the MoE pipeline, and no block_k that only the padded intermediate size
+# splits into several groups.
+
+def _moe_block_args(block, k=256, n=512, experts=1):
+    bn, bk = block
+    fp8 = lambda *shape: np.zeros(shape, np.uint8).view(E4M3)                                # noqa: E731
+    return {"w13": fp8(experts, 2 * n, k), "w2": fp8(experts, k, n),
+            "w13_scale": np.ones((experts, -(-2 * n // bn), -(-k // bk)), np.float32),
+            "w2_scale": np.ones((experts, -(-k // bn), -(-n // bk)), np.float32),
+            "orig_dtype": "bfloat16", "weight_block_size": list(block)}
+
+
+@pytest.mark.parametrize("bad", [[128], [128, 128, 1], "128", [0, 128], [128, -1]], ids=str)
+def test_the_moe_pipeline_refuses_a_bad_block_size_under_its_name(backend, bad):
+    op = "prepare_fp8_moe_layer_for_marlin"
+    args = {**_moe_block_args((128, 128)), "weight_block_size": bad}
+    for b in (backend, oracle()):
+        with pytest.raises((TypeError, ValueError)) as info:
+            b.op(op)(**args)
+        assert str(info.value).startswith(f"{op}: "), str(info.value)
+
+
+def test_the_moe_pipeline_refuses_block_k_that_splits_the_padded_intermediate(backend):
+    # block_k = 256 = hidden: one group along k, but the padded intermediate (512) holds two: no FP8 kernel
+    op = "prepare_fp8_moe_layer_for_marlin"
+    for b in (backend, oracle()):
+        with pytest.raises(ValueError) as info:
+            b.op(op)(**_moe_block_args((128, 256)))
+        assert str(info.value).startswith(f"{op}: "), str(info.value)
