@@ -205,7 +205,8 @@ def encode_e8m0(values) -> np.ndarray:
     >>> encode_e8m0(np.array([1.0, 1.5, 1.4999, 0.0, -4.0, np.inf]))
     array([127, 128, 127,   0, 129, 255], dtype=uint8)
     """
-    f32 = np.ascontiguousarray(_as_float64("encode_e8m0", "values", values).astype(np.float32))
+    with np.errstate(over="ignore"):                          # beyond float32's range -> inf -> code 255
+        f32 = np.ascontiguousarray(_as_float64("encode_e8m0", "values", values).astype(np.float32))
     bits = f32.view(np.uint32)
     exponent = ((bits >> 23) & 0xFF).astype(np.int64)       # the sign bit is ignored
     guard = (bits >> 22) & 1                                  # first bit below the implicit 1

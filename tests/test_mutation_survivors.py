@@ -1,9 +1,13 @@
 """Laws and checks that kill the survivors of the mutmut benchmark (bench/mutmut/run.sh, bench/results/mutmut.md).
 
 mutmut planted its own bugs in marlin_fast; the ones the suite let through showed where the laws' inputs never go.
-Each test names the gap it closes (and bench/results/mutmut.md the mutants). Contract operations are called
-through the backend seam (the `backend` fixture against the oracle, via properties.laws.run_op, which also checks
-that inputs are never mutated); the formats and padding helpers that marlin_fast exports outside the contract are
+Each test names the gap it closes (and bench/results/mutmut.md the mutants). Laws of the contract run on the
+backend under test (the `backend` fixture) against the oracle, each named by its compliance cell (a marlin_cell
+marker: a cell the backend lacks is "not provided") and counted example by example into it (run_counted, which also
+keeps a case beyond the backend's limits from being sent). Refusals check our error contract (docs/design.md,
+"Errors": the message starts with the function's name and names the argument), which another implementation's
+messages need not follow, so they run on marlin_fast (`ours`) and the oracle only, and no external kernel is ever
+sent a case it would reject. The formats and padding helpers that marlin_fast exports outside the contract are
 compared with marlin_ref's functions of the same names directly, as tests/test_bad_input.py does.
 """
 
@@ -21,10 +25,11 @@ from marlin_ref import formats as ref_formats
 from marlin_ref import padding as ref_padding
 from properties.cases import linear_cases as L
 from properties.cases.transforms import by_name
-from properties.laws import run_op
+from properties.laws import run_counted, run_op
 from properties.pytest_plugin import examples
 from properties.reporting.report import Layout, assert_bit_exact, assert_fields_bit_exact
-from properties.seam.backends import oracle, torch_adapter
+from properties.seam.backends import get_backend, oracle, torch_adapter
+from properties.seam.capabilities import Cell
 
 E4M3, E8M0, BF16 = (np.dtype(d) for d in (ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e8m0fnu, ml_dtypes.bfloat16))
 BIAS_DTYPES = (np.dtype(np.float16), BF16, np.dtype(np.float32))   # what the pipelines accept for a bias (§2.8)
@@ -38,6 +43,24 @@ def same_as_oracle(backend, op: str, kwargs: dict, where: str) -> None:
         assert_fields_bit_exact(got, want, where=where, layouts={f: Layout() for f in want._fields})
     else:
         assert_bit_exact(got, want, where=where)
+
+
+def same_as_oracle_counted(backend, row, case: dict, kwargs: dict, where: str) -> None:
+    """same_as_oracle on kwargs built from `case` of `row`, counted into the case's compliance cell."""
+    __tracebackhide__ = True
+    run_counted(lambda b, r, c: same_as_oracle(b, r.op, kwargs, where), backend, row, case,
+                f"tests/test_mutation_survivors.py: {where}")
+
+
+@pytest.fixture(scope="module")
+def ours():
+    """marlin_fast on CPU tensors: the implementation whose error messages follow our contract."""
+    return get_backend("torch")
+
+
+def on_cell(*cell: str):
+    """pytest.param(Cell, marked as that compliance cell)."""
+    return pytest.param(Cell(*cell), marks=pytest.mark.marlin_cell(*cell), id="-".join(cell[:1] + cell[1:]))
 
 
 def raises_naming(fn, exc, name: str, op: str, **kwargs) -> str:
@@ -55,50 +78,44 @@ def raises_naming(fn, exc, name: str, op: str, **kwargs) -> str:
 # --- defaults: a keyword left out means the contract's default -------------------------------------------------
 # Gap: the rows always pass every keyword, so a wrong default (size_k_first=False, dtype="float64") never shows.
 
-DEFAULTS = [("convert_fp8_scales", "size_k_first", True, {"schemes": ("block",)}),
-            ("prepare_fp8_layer_for_marlin", "size_k_first", True, {"schemes": ("block",)}),
-            ("mxfp8_marlin_unprocess_scales", "dtype", "float32", {"dtypes": ("float32",)}),
-            ("prepare_mxfp8_layer_for_marlin", "intermediate_dtype", "bfloat16", {"dtypes": ("bfloat16",)})]
+DEFAULTS = [("size_k_first", True, on_cell("convert_fp8_scales", "block", "bfloat16")),
+            ("size_k_first", True, on_cell("prepare_fp8_layer_for_marlin", "block", "bfloat16")),
+            ("dtype", "float32", on_cell("mxfp8_marlin_unprocess_scales", "mx", "float32")),
+            ("intermediate_dtype", "bfloat16", on_cell("prepare_mxfp8_layer_for_marlin", "mx", "bfloat16"))]
 
 
-@pytest.mark.parametrize("name, keyword, default, cell", DEFAULTS, ids=[f"{n}-{k}" for n, k, *_ in DEFAULTS])
+@pytest.mark.parametrize("keyword, default, cell", [pytest.param(k, d, *c.values, marks=c.marks, id=f"{c.id}-{k}")
+                                                    for k, d, c in DEFAULTS])
 @given(data=st.data())
 @examples(0.5)
-def test_a_keyword_left_out_takes_the_contract_default(backend, name, keyword, default, cell, data):
-    row = by_name(name)
-    kwargs = row.build(data.draw(row.cases(**cell), label="case"))
+def test_a_keyword_left_out_takes_the_contract_default(backend, keyword, default, cell, data):
+    row = by_name(cell.op)
+    case = data.draw(row.cases_in(cell), label="case")
+    kwargs = row.build(case)
     assume(kwargs[keyword] == default)
     del kwargs[keyword]
-    same_as_oracle(backend, row.op, kwargs, f"{row.op} without {keyword}= (default {default!r})")
-
-
-@given(data=st.data())
-@examples(0.5)
-def test_unprocess_scales_decodes_into_float64(backend, data):
-    # Gap: the rows draw dtype from float32/bfloat16/float16 only; float64 is a documented output dtype too.
-    row = by_name("mxfp8_marlin_unprocess_scales")
-    kwargs = row.build(data.draw(row.cases(), label="case"))
-    same_as_oracle(backend, row.op, {**kwargs, "dtype": "float64"}, "mxfp8_marlin_unprocess_scales(dtype=float64)")
+    same_as_oracle_counted(backend, row, case, kwargs, f"{row.op} without {keyword}= (default {default!r})")
 
 
 # --- a bias of another dtype than the layer's --------------------------------------------------------------------
 # Gap: the rows build every bias in the layer's own dtype (orig_dtype, bf16 for MXFP8), so a pipeline that forgets
 # to cast the bias to the output dtype passes. The pipelines take float16, bfloat16 and float32 biases.
 
-BIAS_ROWS = [("prepare_fp8_layer_for_marlin", ("bias",)),
-             ("prepare_fp8_moe_layer_for_marlin", ("w13_bias", "w2_bias")),
-             ("prepare_mxfp8_layer_for_marlin", ("bias",))]
+BIAS_CELLS = [(("bias",), on_cell("prepare_fp8_layer_for_marlin", "channel", "float16", "bias")),
+              (("w13_bias", "w2_bias"), on_cell("prepare_fp8_moe_layer_for_marlin", "channel", "bfloat16", "bias")),
+              (("bias",), on_cell("prepare_mxfp8_layer_for_marlin", "mx", "bfloat16", "bias"))]
 
 
-@pytest.mark.parametrize("name, keys", BIAS_ROWS, ids=[n for n, _ in BIAS_ROWS])
+@pytest.mark.parametrize("keys, cell", [pytest.param(k, *c.values, marks=c.marks, id=c.id) for k, c in BIAS_CELLS])
 @pytest.mark.parametrize("bias_dtype", BIAS_DTYPES, ids=str)
 @given(data=st.data())
 @examples(0.3)
-def test_a_bias_of_any_accepted_dtype_is_cast_like_the_oracle(backend, name, keys, bias_dtype, data):
-    row = by_name(name)
-    kwargs = row.build(data.draw(row.cases(bias=(True,)), label="case"))
+def test_a_bias_of_any_accepted_dtype_is_cast_like_the_oracle(backend, keys, cell, bias_dtype, data):
+    row = by_name(cell.op)
+    case = data.draw(row.cases_in(cell), label="case")
+    kwargs = row.build(case)
     kwargs.update({k: kwargs[k].astype(np.float64).astype(bias_dtype) for k in keys})
-    same_as_oracle(backend, row.op, kwargs, f"{row.op} with {bias_dtype} biases")
+    same_as_oracle_counted(backend, row, case, kwargs, f"{row.op} with {bias_dtype} biases")
 
 
 # --- dtype arguments: a name that is no dtype is refused under the argument's name --------------------------------
@@ -114,35 +131,38 @@ DTYPE_ARGUMENTS = [("convert_fp8_scales", "orig_dtype"), ("convert_fp8_moe_scale
 
 @pytest.mark.parametrize("name, argument", DTYPE_ARGUMENTS, ids=[f"{n}-{a}" for n, a in DTYPE_ARGUMENTS])
 @pytest.mark.parametrize("value", ["float7", "int8"])
-def test_a_bad_dtype_name_is_refused_under_the_argument_name(backend, name, argument, value):
+def test_a_bad_dtype_name_is_refused_under_the_argument_name(ours, name, argument, value):
     row = by_name(name)
     from hypothesis import find
     kwargs = row.build(find(row.cases(), lambda case: True))     # the smallest valid case
-    for b in (backend, oracle()):
+    for b in (ours, oracle()):
         raises_naming(b.op(row.op), ValueError, argument, row.op, **{**kwargs, argument: value})
 
 
 # --- the linear layer: the leading shape of the input is free, [K] included ---------------------------------------
 # Gap: linear_cases draws inputs [M, K] and [2, M/2, K], never a plain vector [K].
 
-@pytest.mark.parametrize("op", [L.FP8, L.MX])
+@pytest.mark.parametrize("cell", [on_cell(L.FP8, "channel", "bfloat16"), on_cell(L.MX, "mx", "bfloat16")])
 @given(data=st.data())
-@examples(0.3)
-def test_linear_on_a_vector_is_its_row(backend, op, data):
-    row = L.row_named(op)
-    case = data.draw(row.cases(), label="case")
-    kwargs = L.checkpoint(op, case)
-    layer = run_op(backend, L.PREPARE[op], kwargs)
-    x, _ = L.G.activations_of(case, L.activation_dtype(op, case))              # [M, K]
-    args = {"weight": layer.qweight, "weight_scale": layer.scales, "size_n": case["size_n"],
-            "size_k": case["size_k"], "bias": layer.bias}
-    rows = run_op(backend, op, {**args, "input": x[:1]})                        # [1, N]
-    vector = run_op(backend, op, {**args, "input": np.ascontiguousarray(x[0])})  # [N]
-    assert_bit_exact(vector, rows[0], where=f"{op}(x[0]) vs {op}(x[:1])[0] on {backend.name!r}")
+@examples(0.5)       # these cells' share of the floor when this file runs alone (pytest plugin: thin cells)
+def test_linear_on_a_vector_is_its_row(backend, cell, data):
+    op, row = cell.op, L.row_named(cell.op)
+
+    def vector_is_its_row(backend, row, case):
+        layer = run_op(backend, L.PREPARE[op], L.checkpoint(op, case))
+        x, _ = L.G.activations_of(case, L.activation_dtype(op, case))              # [M, K]
+        args = {"weight": layer.qweight, "weight_scale": layer.scales, "size_n": case["size_n"],
+                "size_k": case["size_k"], "bias": layer.bias}
+        rows = run_op(backend, op, {**args, "input": x[:1]})                        # [1, N]
+        vector = run_op(backend, op, {**args, "input": np.ascontiguousarray(x[0])})  # [N]
+        assert_bit_exact(vector, rows[0], where=f"{op}(x[0]) vs {op}(x[:1])[0] on {backend.name!r}")
+
+    case = data.draw(row.cases_in(cell), label="case")
+    run_counted(vector_is_its_row, backend, row, case, f"tests/test_mutation_survivors.py: {op} on a vector")
 
 
 @pytest.mark.parametrize("op", [L.FP8, L.MX])
-def test_linear_refuses_a_float32_input_under_its_name(backend, op):
+def test_linear_refuses_a_float32_input_under_its_name(ours, op):
     row = L.row_named(op)
     from hypothesis import find
     case = find(row.cases(), lambda case: True)
@@ -150,7 +170,7 @@ def test_linear_refuses_a_float32_input_under_its_name(backend, op):
     args = {"weight": layer.qweight, "weight_scale": layer.scales, "size_n": case["size_n"],
             "size_k": case["size_k"], "bias": layer.bias,
             "input": np.zeros((2, case["size_k"]), np.float32)}
-    for b in (backend, oracle()):
+    for b in (ours, oracle()):
         with pytest.raises((TypeError, ValueError)) as info:
             b.op(op)(**args)
         assert str(info.value).startswith(f"{op}: input"), str(info.value)
@@ -161,16 +181,18 @@ def test_linear_refuses_a_float32_input_under_its_name(backend, op):
 
 @pytest.mark.parametrize("bad", [2.0 ** -128, 2.0 ** -129, 3.0, 2.0 ** 128], ids=["2^-128", "2^-129", "3", "2^128"])
 @pytest.mark.parametrize("where", [(0, 0), (1, 63)])
-def test_process_scales_refuses_one_value_outside_e8m0(backend, bad, where):
+def test_process_scales_refuses_one_value_outside_e8m0(ours, bad, where):
     ms = np.full((2, 64), 2.0 ** -127, np.float64)
     ms[where] = bad
-    for b in (backend, oracle()):
+    for b in (ours, oracle()):
         raises_naming(b.op("mxfp8_marlin_process_scales"), ValueError, "ms", "mxfp8_marlin_process_scales",
                       ms=ms)
 
 
+@pytest.mark.marlin_cell("mxfp8_marlin_process_scales", "mx", "float32")
 def test_process_scales_keeps_the_ends_of_the_e8m0_range(backend):
-    ms = np.array([[2.0 ** -127, 2.0 ** 127, 0.0, np.inf] * 16], np.float64)   # [1, 64]
+    # codes 0 and 254: 2^-127 is a float32 subnormal, 2^127 the largest power of two float32 holds
+    ms = np.array([[2.0 ** -127, 2.0 ** 127, 0.0, np.inf] * 16], np.float32)   # [1, 64]
     same_as_oracle(backend, "mxfp8_marlin_process_scales", {"ms": ms}, "mxfp8_marlin_process_scales at 2^±127")
 
 
@@ -266,19 +288,19 @@ ODD_K = [(128, 64), (128, 192), (256, 320)]     # (size_n, size_k): padded_k = 6
 
 
 @pytest.mark.parametrize("size_n, size_k", ODD_K, ids=[f"n{n}-k{k}" for n, k in ODD_K])
-@pytest.mark.parametrize("scheme", ["channel", "tensor"])
-def test_linear_one_hot_when_padded_k_is_an_odd_multiple_of_64(backend, size_n, size_k, scheme):
+@pytest.mark.parametrize("cell", [on_cell(L.FP8, scheme, "bfloat16") for scheme in ("channel", "tensor")])
+def test_linear_one_hot_when_padded_k_is_an_odd_multiple_of_64(backend, size_n, size_k, cell):
     from hypothesis import find
     from properties.cases.gemm_cases import ONE_HOT
     row = L.row_named(L.FP8)
-    case = find(row.cases(schemes=(scheme,), activations=ONE_HOT), lambda case: True)
+    case = find(row.cases_in(cell, activations=ONE_HOT), lambda case: True)
     case = {**case, "size_n": size_n, "size_k": size_k, "rows": min(case["rows"], size_k), "lead": [1]}
     assert ref_padding.marlin_padded_nk(size_n, size_k, -1)[1] % 128 == 64
-    L.linear_one_hot_is_exact(backend, row, case)
+    L.check("linear_one_hot_is_exact", backend, row, case)
 
 
 @pytest.mark.parametrize("size_n, size_k", [(256, 320), (128, 448)], ids=["n256-k320", "n128-k448"])
-def test_linear_refuses_group_scales_when_padded_k_is_no_multiple_of_128(backend, size_n, size_k):
+def test_linear_refuses_group_scales_when_padded_k_is_no_multiple_of_128(ours, size_n, size_k):
     from hypothesis import find
     row = L.row_named(L.FP8)
     case = {**find(row.cases(schemes=("channel",)), lambda case: True), "size_n": size_n, "size_k": size_k}
@@ -287,7 +309,7 @@ def test_linear_refuses_group_scales_when_padded_k_is_no_multiple_of_128(backend
     args = {"input": np.zeros((1, size_k), layer.scales.dtype), "weight": layer.qweight,
             "weight_scale": np.ones((groups, layer.padded_n), layer.scales.dtype), "size_n": size_n,
             "size_k": size_k, "bias": None}
-    for b in (backend, oracle()):
+    for b in (ours, oracle()):
         raises_naming(b.op(L.FP8), ValueError, "weight_scale", L.FP8, **args)
 
 
@@ -326,19 +348,19 @@ def _moe_block_args(block, k=256, n=512, experts=1):
 
 
 @pytest.mark.parametrize("bad", [[128], [128, 128, 1], "128", [0, 128], [128, -1]], ids=str)
-def test_the_moe_pipeline_refuses_a_bad_block_size_under_its_name(backend, bad):
+def test_the_moe_pipeline_refuses_a_bad_block_size_under_its_name(ours, bad):
     op = "prepare_fp8_moe_layer_for_marlin"
     args = {**_moe_block_args((128, 128)), "weight_block_size": bad}
-    for b in (backend, oracle()):
+    for b in (ours, oracle()):
         with pytest.raises((TypeError, ValueError)) as info:
             b.op(op)(**args)
         assert str(info.value).startswith(f"{op}: "), str(info.value)
 
 
-def test_the_moe_pipeline_refuses_block_k_that_splits_the_padded_intermediate(backend):
+def test_the_moe_pipeline_refuses_block_k_that_splits_the_padded_intermediate(ours):
     # block_k = 256 = hidden: one group along k, but the padded intermediate (512) holds two: no FP8 kernel
     op = "prepare_fp8_moe_layer_for_marlin"
-    for b in (backend, oracle()):
+    for b in (ours, oracle()):
         with pytest.raises(ValueError) as info:
             b.op(op)(**_moe_block_args((128, 256)))
         assert str(info.value).startswith(f"{op}: "), str(info.value)

@@ -8,7 +8,7 @@ tests: these, then the laws' full searches, then the slower tiers), so `pytest -
 after it starts. Most planted bugs already show on a cell's smallest case; the full search finds the rest.
 
     >>> [(law, row.name, cell.label()) for _, law, row, cell, _ in smallest_checks("layout")][:2]
-    [('matches_oracle', 'pack_fp8_to_int32', 'float8_e4m3fn'), ('matches_oracle', 'pack_fp8_to_int32', 'uint8')]
+    [('matches_oracle', 'pack_fp8_to_int32', 'float8_e4m3fn'), ('roundtrip', 'pack_fp8_to_int32', 'float8_e4m3fn')]
 """
 
 from __future__ import annotations

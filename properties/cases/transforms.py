@@ -472,7 +472,8 @@ def _rows() -> list[Transform]:
                   cells=grid("mxfp8_marlin_process_scales", ("mx",), S.MX_FLOAT_DTYPES), restrict=_in_dtype),
         Transform("mxfp8_marlin_unprocess_scales", "mxfp8_marlin_unprocess_scales", "scales", S.e8m0_grid_cases,
                   _e8m0, layout=quads, inverse="mxfp8_marlin_process_scales", inverse_args=only("ms"),
-                  restore=_first, cells=grid("mxfp8_marlin_unprocess_scales", ("mx",), S.MX_FLOAT_DTYPES),
+                  restore=_first,   # float64 too: an output dtype the oracle documents (exact, like float32)
+                  cells=grid("mxfp8_marlin_unprocess_scales", ("mx",), S.MX_FLOAT_DTYPES + ("float64",)),
                   restrict=_in_dtype),
         Transform("mxfp8_scales_to_float", "mxfp8_scales_to_float", "scales", S.e8m0_byte_cases, _scales_to_float,
                   cells=grid("mxfp8_scales_to_float", ("mx",), S.MX_FLOAT_DTYPES), restrict=_in_dtype),
