@@ -95,10 +95,10 @@ def permute_expert_scales(s: torch.Tensor, size_k: int, group_size: int) -> torc
     return torch.stack([marlin_permute_scales(grid, size_k, size_n, group_size) for grid in s])
 
 
-def _check_bias(fn: str, name: str, bias, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+def _check_bias(fn: str, name: str, bias, shape: tuple, layout: str, dtype: torch.dtype) -> torch.Tensor:
     """A per-expert bias of the given shape, cast to the output dtype (the kernel adds it in dtype)."""
     check_dtype(fn, name, bias, BIAS_DTYPES)
-    return check_shape(fn, name, bias, shape).to(dtype)
+    return check_shape(fn, name, bias, shape, layout).to(dtype)
 
 
 def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype, weight_block_size=None,
@@ -127,9 +127,9 @@ def prepare_fp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *, orig_dtype
     s2 = permute_expert_scales(s2, padded_n, permutation_group(group_size, padded_n))
     b13 = b2 = None
     if w13_bias is not None:
-        b13 = _check_bias(fn, "w13_bias", w13_bias, (experts, GATED_SHARDS * n), dtype)
+        b13 = _check_bias(fn, "w13_bias", w13_bias, (experts, GATED_SHARDS * n), "[E, 2n]", dtype)
         b13 = marlin_permute_bias(pad_shards(b13, 1, GATED_SHARDS, n, padded_n))  # [E, 2·padded_n]
     if w2_bias is not None:
-        b2 = marlin_permute_bias(_check_bias(fn, "w2_bias", w2_bias, (experts, k), dtype))  # [E, k]
+        b2 = marlin_permute_bias(_check_bias(fn, "w2_bias", w2_bias, (experts, k), "[E, k]", dtype))  # [E, k]
     return MarlinMoeLayer(w13_q, w2_q, fp8_fused_exponent_bias_into_scales(s13),
                           fp8_fused_exponent_bias_into_scales(s2), b13, b2, experts, k, n, padded_n, group_size)

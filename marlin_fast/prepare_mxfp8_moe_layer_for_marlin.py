@@ -41,12 +41,12 @@ def _experts_to_marlin_scales(codes: torch.Tensor, size_k: int, intermediate_dty
     return mxfp8_marlin_process_scales(s.reshape(experts * groups, size_n)).view(experts, groups, size_n)
 
 
-def _exact_mx_scales(fn: str, name: str, scale, shape: tuple) -> torch.Tensor:
+def _exact_mx_scales(fn: str, name: str, scale, shape: tuple, layout: str) -> torch.Tensor:
     """e8m0 bytes of exactly `shape`: §2.10 gives the MoE scales as [E, 2n, k/32] and [E, k, n/32], and the
     prep takes each expert's slice whole (only the dense prep trims an over-allocated grid)."""
     codes = e8m0_codes(scale, fn, name)
     if tuple(codes.shape) != shape:
-        raise ValueError(f"{fn}: {name} must have shape {shape}, got {tuple(codes.shape)}")
+        raise ValueError(f"{fn}: {name} must have shape {shape} ({layout}), got {tuple(codes.shape)}")
     return codes
 
 
@@ -56,8 +56,8 @@ def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *,
     fn = "prepare_mxfp8_moe_layer_for_marlin"
     codes13, codes2, experts, k, n = check_moe_weights(fn, w13, w2, MX_BLOCK)  # k % 128, n % 32
     padded_n = marlin_moe_padded_intermediate(n, MX_BLOCK)
-    s13 = _exact_mx_scales(fn, "w13_scale", w13_scale, (experts, GATED_SHARDS * n, k // MX_BLOCK))
-    s2 = _exact_mx_scales(fn, "w2_scale", w2_scale, (experts, k, n // MX_BLOCK))
+    s13 = _exact_mx_scales(fn, "w13_scale", w13_scale, (experts, GATED_SHARDS * n, k // MX_BLOCK), "[E, 2n, k/32]")
+    s2 = _exact_mx_scales(fn, "w2_scale", w2_scale, (experts, k, n // MX_BLOCK), "[E, k, n/32]")
     dtype = as_float_dtype(intermediate_dtype, fn, "intermediate_dtype")
     w13_q = repack_experts(fn, pad_shards(codes13, 1, GATED_SHARDS, n, padded_n))     # [E, k/16, 4·2·padded_n]
     w2_q = repack_experts(fn, zero_pad(codes2, (0, padded_n - n)))                    # [E, padded_n/16, 4k]

@@ -104,7 +104,7 @@ def _check_bias(fn, name, bias, shape: tuple, dtypes) -> np.ndarray | None:
     if bias is None:
         return None
     check_dtype(fn, name, bias, dtypes)
-    return check_shape(fn, name, bias, shape)
+    return check_shape(fn, name, bias, shape, "[N]" if len(shape) == 1 else "[E, N]")
 
 
 def _check_hot(fn, hot, size_k: int) -> np.ndarray:

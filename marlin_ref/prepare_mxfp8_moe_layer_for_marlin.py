@@ -36,11 +36,11 @@ from marlin_ref.prepare_mxfp8_layer_for_marlin import check_mx_size_k, mx_scales
 from marlin_ref.scale_schemes import intermediate_float_dtype
 
 
-def _check_scale(fn: str, name: str, s, shape: tuple) -> np.ndarray:
+def _check_scale(fn: str, name: str, s, shape: tuple, layout: str) -> np.ndarray:
     """Exactly [E, rows, K/32] e8m0 bytes: the MoE prep takes each expert's slice whole (§2.10 "MoE")."""
     codes = as_e8m0_codes(s, fn, name)
     if codes.shape != shape:
-        raise ValueError(f"{fn}: {name} must have shape {shape}, got {codes.shape}")
+        raise ValueError(f"{fn}: {name} must have shape {shape} ({layout}), got {codes.shape}")
     return codes
 
 
@@ -51,8 +51,8 @@ def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *,
     e, k, n = check_moe_weights(fn, w13, w2, MX_BLOCK)
     check_mx_size_k(fn, "hidden_size", k)
     pn = marlin_moe_padded_intermediate(n, MX_BLOCK)
-    s13 = _check_scale(fn, "w13_scale", w13_scale, (e, 2 * n, k // MX_BLOCK))
-    s2 = _check_scale(fn, "w2_scale", w2_scale, (e, k, n // MX_BLOCK))
+    s13 = _check_scale(fn, "w13_scale", w13_scale, (e, 2 * n, k // MX_BLOCK), "[E, 2n, k/32]")
+    s2 = _check_scale(fn, "w2_scale", w2_scale, (e, k, n // MX_BLOCK), "[E, k, n/32]")
     dtype = intermediate_float_dtype(fn, intermediate_dtype)
 
     w13_p = pad_shards(w13, GATED_SHARDS, n, pn, axis=1)                             # [E, 2pn, k]

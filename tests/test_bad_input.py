@@ -456,6 +456,10 @@ def _snapshot(kwargs: dict) -> dict:
     return {k: (v.dtype, v.shape, v.tobytes()) for k, v in kwargs.items() if isinstance(v, np.ndarray)}
 
 
+# "w must have shape (4, 64) ([size_k/16, 16·size_n/pf]), got (4, 128)": the numbers alone do not say which rule
+SHAPE_WITHOUT_RULE = re.compile(r"must have shape \([0-9, ]*\), got")
+
+
 def assert_rejects(package: str, case: Bad) -> None:
     """The call raises case.exc, its message starts with the function's name and matches case.match, and no
     input changed."""
@@ -469,6 +473,7 @@ def assert_rejects(package: str, case: Bad) -> None:
     message = str(info.value)
     assert message.startswith(f"{name}: "), f"the message must start with the function's name: {message!r}"
     assert re.search(case.match, message), f"{case.match!r} not in {message!r}"
+    assert not SHAPE_WITHOUT_RULE.search(message), f"a shape refusal must state the shape's rule: {message!r}"
     assert _snapshot(kwargs) == before, "an input was mutated"
 
 

@@ -8,8 +8,11 @@ the triage of bench/mutmut/triage.json ({mutant name: {"verdict": "equivalent", 
 * OUT (JSON): the counts, the score, every mutant's status, and every survivor with its diff and triage;
 * OUT with .txt: the survivors' diffs, one after another, for reading.
 
-The score: killed / (total - equivalent), where killed counts mutmut's "killed", "timeout" and "segfault" (the
-mutant made the suite fail, hang or crash) and equivalent counts survivors triaged as equivalent. A survivor
+The score: killed / (total - equivalent - device-only), where killed counts mutmut's "killed", "timeout" and
+"segfault" (the mutant made the suite fail, hang or crash), equivalent counts survivors triaged as equivalent, and
+device-only those triaged "device-only": a change that only CUDA tensors can show (a perm built on the CPU for a
+CUDA input), which the CPU suite this benchmark runs cannot see; the score that counts them as survivors is
+reported beside it. A survivor
 whose triage is stale (its diff is not the one triaged) counts as not triaged. "no tests" mutants (no selected
 test reaches the function) are survivors like any other.
 """
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
     alive = sorted(name for name, (_, _, status) in verdicts.items() if status not in KILLED)
     diffs = diffs_of(args.tree, [(name, verdicts[name][0]) for name in alive])
 
-    survivors, equivalent, untriaged, stale = [], 0, 0, 0
+    survivors, equivalent, device_only, untriaged, stale = [], 0, 0, 0, 0
     for name in alive:
         entry = dict(triage.get(name) or {})
         if entry and entry.get("change") and entry["change"] != changed_lines(diffs[name]):
@@ -85,6 +88,7 @@ def main(argv=None) -> int:
             stale += 1
         verdict = entry.get("verdict", "untriaged")
         equivalent += verdict == "equivalent"
+        device_only += verdict == "device-only"
         untriaged += verdict in ("untriaged", "stale")
         survivors.append({"name": name, "file": verdicts[name][0], "status": verdicts[name][2],
                           "verdict": verdict, "reason": entry.get("reason", ""), "diff": diffs[name]})
@@ -92,15 +96,18 @@ def main(argv=None) -> int:
     total = len(verdicts)
     killed = sum(statuses[s] for s in KILLED)
     non_equivalent = total - equivalent
-    score = killed / non_equivalent if non_equivalent else 1.0
+    observable = non_equivalent - device_only           # what the CPU suite can tell apart
+    score = killed / observable if observable else 1.0
+    with_device = killed / non_equivalent if non_equivalent else 1.0
     per_file = {}
     for name, (path, _, status) in verdicts.items():
         row = per_file.setdefault(path, Counter())
         row[status] += 1
         row["total"] += 1
     summary = {"total": total, "killed": killed, "statuses": dict(statuses), "survived_or_untested": len(alive),
-               "equivalent": equivalent, "untriaged": untriaged, "stale_triage": stale,
-               "non_equivalent": non_equivalent, "score": round(score, 4),
+               "equivalent": equivalent, "device_only": device_only, "untriaged": untriaged,
+               "stale_triage": stale, "non_equivalent": non_equivalent, "score": round(score, 4),
+               "score_device_only_as_survivors": round(with_device, 4),
                "raw_score": round(killed / total, 4)}
     record = {"revision": args.revision, "hypothesis_max_examples": args.examples, "seconds": args.seconds,
               "mutmut": _mutmut_version(), "summary": summary,
@@ -114,8 +121,9 @@ def main(argv=None) -> int:
     args.out.with_suffix(".txt").write_text("\n".join(text))
 
     print(f"mutmut: {total} mutants, {killed} killed ({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))})")
-    print(f"raw score {killed}/{total} = {killed / total:.1%}; equivalent {equivalent}; "
-          f"score {killed}/{non_equivalent} = {score:.1%} of non-equivalent mutants killed; "
+    print(f"raw score {killed}/{total} = {killed / total:.1%}; equivalent {equivalent}; device-only {device_only}; "
+          f"score {killed}/{observable} = {score:.1%} of the mutants the CPU suite can observe "
+          f"({killed}/{non_equivalent} = {with_device:.1%} counting device-only as survivors); "
           f"{untriaged} survivors untriaged ({stale} stale)")
     print(f"wrote {args.out} and {args.out.with_suffix('.txt')}")
     return 0
