@@ -364,3 +364,47 @@ def test_the_moe_pipeline_refuses_block_k_that_splits_the_padded_intermediate(ou
         with pytest.raises(ValueError) as info:
             b.op(op)(**_moe_block_args((128, 256)))
         assert str(info.value).startswith(f"{op}: "), str(info.value)
+
+
+# --- the padding helpers on every accepted group size -----------------------------------------------------------
+# Gap: the pipelines reach the padding helpers with group sizes of real kernels only (-1, 128, block_k), so a
+# helper that treats a group of 1 or 2 as channel-wise, or picks the other tile family on a tie, passes.
+
+def same_outcome(name: str, ref_fn, fast_fn, **kwargs) -> None:
+    """fast(**kwargs) == ref(**kwargs) bit for bit, or both refuse with the same exception type under the name."""
+    __tracebackhide__ = True
+    try:
+        want = ref_fn(**kwargs)
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc)) as info:
+            fast_fn(**kwargs)
+        assert str(info.value).startswith(f"{name}: "), str(info.value)
+        return
+    got = fast_fn(**kwargs)
+    if isinstance(want, np.ndarray):
+        assert_bit_exact(got, want, where=f"{name}({ {k: getattr(v, 'shape', v) for k, v in kwargs.items()} })")
+    else:
+        assert (tuple(got) == tuple(want)) if isinstance(want, tuple) else (got == want), (name, kwargs, got, want)
+
+
+# every size class around the tiles (64, 128) and groups that split them oddly (3: lcm(128, 3) == 2·lcm(64, 3), where
+# the two tile families tie on area and the smaller sum decides)
+SIZES = (1, 17, 63, 64, 65, 100, 127, 128, 129, 192, 200, 256, 320)
+GROUP_SIZES = (-1, 1, 2, 3, 4, 16, 32, 48, 64, 96, 128, 192, 256)
+
+
+def test_padding_helpers_like_the_oracle_on_every_group_size():
+    for size_n in SIZES:
+        for group_size in GROUP_SIZES:
+            same_outcome("marlin_moe_padded_intermediate", ref_padding.marlin_moe_padded_intermediate,
+                         fast_call("marlin_moe_padded_intermediate"), size_n=size_n, group_size=group_size)
+            for size_k in SIZES:
+                same_outcome("marlin_padded_nk", ref_padding.marlin_padded_nk, fast_call("marlin_padded_nk"),
+                             size_n=size_n, size_k=size_k, group_size=group_size)
+                padded_n, padded_k = ref_padding.marlin_padded_nk(size_n, size_k, group_size)
+                rows = 1 if group_size == -1 else -(-size_k // group_size)
+                for off_by in (0, -1, 1):                         # the right number of scale rows, and not
+                    scales = (np.arange((rows + off_by) * size_n) % 1024).reshape(rows + off_by, size_n)
+                    same_outcome("marlin_pad_scales", ref_padding.marlin_pad_scales, fast_call("marlin_pad_scales"),
+                                 scales=scales.astype(np.float16), size_n=size_n, size_k=size_k, padded_n=padded_n,
+                                 padded_k=padded_k, group_size=group_size)
