@@ -408,3 +408,17 @@ def test_padding_helpers_like_the_oracle_on_every_group_size():
                     same_outcome("marlin_pad_scales", ref_padding.marlin_pad_scales, fast_call("marlin_pad_scales"),
                                  scales=scales.astype(np.float16), size_n=size_n, size_k=size_k, padded_n=padded_n,
                                  padded_k=padded_k, group_size=group_size)
+
+
+@pytest.mark.parametrize("block_k", [1, 2, 64], ids=lambda b: f"block_k={b}")
+def test_the_dense_pipeline_refuses_block_k_of_no_fp8_kernel(ours, block_k):
+    # Gap: the block cases draw block_k 128 only; smaller blocks give several groups along K, and FP8 Marlin kernels
+    # exist for one group or group 128 only (§4.2).
+    op, size_n, size_k = "prepare_fp8_layer_for_marlin", 128, 256
+    args = {"weight": np.zeros((size_k, size_n), np.uint8).view(E4M3),
+            "weight_scale": np.ones((-(-size_k // block_k), 1), np.float32), "orig_dtype": "bfloat16",
+            "size_k_first": True, "weight_block_size": [128, block_k]}
+    for b in (ours, oracle()):
+        with pytest.raises(ValueError) as info:
+            b.op(op)(**args)
+        assert str(info.value).startswith(f"{op}: block_k={block_k}"), str(info.value)
