@@ -52,6 +52,13 @@ def same_as_oracle_counted(backend, row, case: dict, kwargs: dict, where: str) -
                 f"tests/test_mutation_survivors.py: {where}")
 
 
+def drawn(data, cell: Cell) -> tuple:
+    """(row, case, its keyword arguments) for a case drawn from one cell of a transform row."""
+    row = by_name(cell.op)
+    case = data.draw(row.cases_in(cell), label="case")
+    return row, case, row.build(case)
+
+
 @pytest.fixture(scope="module")
 def ours():
     """marlin_fast on CPU tensors: the implementation whose error messages follow our contract."""
@@ -89,9 +96,7 @@ DEFAULTS = [("size_k_first", True, on_cell("convert_fp8_scales", "block", "bfloa
 @given(data=st.data())
 @examples(0.5)
 def test_a_keyword_left_out_takes_the_contract_default(backend, keyword, default, cell, data):
-    row = by_name(cell.op)
-    case = data.draw(row.cases_in(cell), label="case")
-    kwargs = row.build(case)
+    row, case, kwargs = drawn(data, cell)
     assume(kwargs[keyword] == default)
     del kwargs[keyword]
     same_as_oracle_counted(backend, row, case, kwargs, f"{row.op} without {keyword}= (default {default!r})")
@@ -111,9 +116,7 @@ BIAS_CELLS = [(("bias",), on_cell("prepare_fp8_layer_for_marlin", "channel", "fl
 @given(data=st.data())
 @examples(0.3)
 def test_a_bias_of_any_accepted_dtype_is_cast_like_the_oracle(backend, keys, cell, bias_dtype, data):
-    row = by_name(cell.op)
-    case = data.draw(row.cases_in(cell), label="case")
-    kwargs = row.build(case)
+    row, case, kwargs = drawn(data, cell)
     kwargs.update({k: kwargs[k].astype(np.float64).astype(bias_dtype) for k in keys})
     same_as_oracle_counted(backend, row, case, kwargs, f"{row.op} with {bias_dtype} biases")
 
