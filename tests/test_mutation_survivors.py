@@ -406,11 +406,13 @@ def test_padding_helpers_like_the_oracle_on_every_group_size():
                              size_n=size_n, size_k=size_k, group_size=group_size)
                 padded_n, padded_k = ref_padding.marlin_padded_nk(size_n, size_k, group_size)
                 rows = 1 if group_size == -1 else -(-size_k // group_size)
-                for off_by in (0, -1, 1):                         # the right number of scale rows, and not
-                    scales = (np.arange((rows + off_by) * size_n) % 1024).reshape(rows + off_by, size_n)
+                for off_by, dtype in ((0, np.float16), (-1, np.float16), (1, np.float16), (0, E8M0)):
+                    # the right number of scale rows and not; raw e8m0 bytes, padded with the zero *byte*
+                    scales = (np.arange((rows + off_by) * size_n) % 251).reshape(rows + off_by, size_n)
+                    scales = scales.astype(np.uint8).view(E8M0) if dtype == E8M0 else scales.astype(dtype)
                     same_outcome("marlin_pad_scales", ref_padding.marlin_pad_scales, fast_call("marlin_pad_scales"),
-                                 scales=scales.astype(np.float16), size_n=size_n, size_k=size_k, padded_n=padded_n,
-                                 padded_k=padded_k, group_size=group_size)
+                                 scales=scales, size_n=size_n, size_k=size_k, padded_n=padded_n, padded_k=padded_k,
+                                 group_size=group_size)
 
 
 @pytest.mark.parametrize("block_k", [1, 2, 64], ids=lambda b: f"block_k={b}")
