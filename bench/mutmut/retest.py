@@ -62,7 +62,9 @@ def main(argv=None) -> int:
             shutil.copy(ROOT / test, folder / test)
         baseline = Path(tmp) / "baseline.txt"
         run(folder, args.tests, None, [], report=baseline)
-        deselect = [line.split()[1] for line in baseline.read_text().splitlines() if line.startswith("FAILED ")]
+        # "FAILED <node id> - <message>": node ids hold spaces ("[2, 64]"), the message follows " - "
+        deselect = [line.removeprefix("FAILED ").split(" - ")[0] for line in baseline.read_text().splitlines()
+                    if line.startswith("FAILED ")]
         if run(folder, args.tests, None, deselect) != 0:
             print("retest: the selection fails without a mutant even after deselecting its failures", file=sys.stderr)
             return 1
