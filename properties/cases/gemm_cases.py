@@ -205,13 +205,10 @@ def gemm_one_hot_is_exact(backend: Backend, row: T.Transform, case: dict) -> Non
     where = f"{OP} on {backend.name!r}, one-hot rows"
     got = _check_output(run_op(backend, OP, built.kwargs), case, dtype, where)
     want = one_hot_expected(built.w_eff, dtype, hot=built.hot, bias=built.bias).astype(np.float64)
-    bad = report.value_mismatches(got, want)
-    if len(bad):
-        shown = "\n".join(f"  {_where(case, m, n, int(built.hot[m]))}: got {float(got[m, n])!r}, "
-                          f"want {float(want[m, n])!r}"
-                          for m, n in bad[:report.SHOWN])
-        raise AssertionError(f"{where}: {len(bad)} of {got.size} outputs differ from RT(W_eff[hot, n])"
-                             f"{' (+ bias)' if built.bias is not None else ''}\n{shown}")
+    report.assert_values_equal(
+        got, want, where=where,
+        what=f"outputs differ from RT(W_eff[hot, n]){' (+ bias)' if built.bias is not None else ''}",
+        locate=lambda m, n: _where(case, m, n, int(built.hot[m])))
 
 
 def gemm_within_bound(backend: Backend, row: T.Transform, case: dict) -> float:

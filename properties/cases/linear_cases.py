@@ -109,12 +109,10 @@ def linear_one_hot_is_exact(backend: Backend, row: T.Transform, case: dict) -> N
     w_eff, bias, _ = expectation(row.op, case, kwargs)
     want = one_hot_expected(w_eff, activation_dtype(row.op, case), hot=hot, bias=bias).astype(np.float64)
     got = y.astype(np.float64)
-    bad = report.value_mismatches(got, want)
-    if len(bad):
-        shown = "; ".join(f"y[{m}, {n}] = {got[m, n]!r}, want {want[m, n]!r} (W[k={hot[m]}, n={n}]"
-                          f"{' + bias' if bias is not None else ''})" for m, n in bad[:report.SHOWN])
-        raise AssertionError(f"{where}, one-hot rows: {len(bad)} of {got.size} outputs differ from "
-                             f"RT(W_eff[hot, n]){' + b' if bias is not None else ''}: {shown}")
+    report.assert_values_equal(
+        got, want, where=f"{where}, one-hot rows",
+        what=f"outputs differ from RT(W_eff[hot, n]){' + b' if bias is not None else ''}",
+        locate=lambda m, n: f"y[{m}, {n}] (W[k={hot[m]}, n={n}]{' + bias' if bias is not None else ''})")
 
 
 def linear_within_bound(backend: Backend, row: T.Transform, case: dict) -> None:

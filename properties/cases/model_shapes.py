@@ -129,11 +129,9 @@ def model_shape_one_hot_is_exact(backend: Backend, row: T.Transform, case: dict)
     got = _sampled_output(backend, case, built, where).astype(np.float64)
     bias = None if built.bias is None else built.bias[built.columns]
     want = one_hot_expected(_w_eff(case, built), case["dtype"], hot=built.hot[built.rows], bias=bias).astype(np.float64)
-    bad = report.value_mismatches(got, want)
-    if len(bad):
-        shown = "; ".join(f"out[{built.rows[i]}, {built.columns[j]}] = {got[i, j]!r}, want {want[i, j]!r} "
-                          f"(W[k={built.hot[built.rows[i]]}])" for i, j in bad[:report.SHOWN])
-        raise AssertionError(f"{where}: {len(bad)} of {got.size} sampled outputs differ: {shown}")
+    report.assert_values_equal(
+        got, want, where=where, what="sampled outputs differ",
+        locate=lambda i, j: f"out[{built.rows[i]}, {built.columns[j]}] (W[k={built.hot[built.rows[i]]}])")
 
 
 def model_shape_within_bound(backend: Backend, row: T.Transform, case: dict) -> None:

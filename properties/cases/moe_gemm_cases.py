@@ -101,12 +101,10 @@ def _output(backend: Backend, case: dict, kwargs: dict, where: str) -> np.ndarra
 
 def _differ(got: np.ndarray, want: np.ndarray, ids: np.ndarray, where: str) -> None:
     __tracebackhide__ = True
-    bad = report.value_mismatches(got, want)
-    if len(bad):
-        top_k = ids.shape[1]
-        shown = "; ".join(f"row {r} (token {r // top_k}, expert {ids.reshape(-1)[r]}), n={n}: got {got[r, n]!r}, "
-                          f"want {want[r, n]!r}" for r, n in bad[:report.SHOWN])
-        raise AssertionError(f"{where}: {len(bad)} of {got.size} outputs differ: {shown}")
+    top_k = ids.shape[1]
+    report.assert_values_equal(
+        got, want, where=where, what="outputs differ",
+        locate=lambda r, n: f"row {r} (token {r // top_k}, expert {ids.reshape(-1)[r]}), n={n}")
 
 
 def moe_one_hot_is_exact(backend: Backend, row: T.Transform, case: dict) -> None:

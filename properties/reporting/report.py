@@ -172,6 +172,23 @@ def value_mismatches(got: np.ndarray, want: np.ndarray) -> np.ndarray:
     return np.argwhere(~((got == want) | (np.isnan(got) & np.isnan(want))))
 
 
+def assert_values_equal(got: np.ndarray, want: np.ndarray, *, where: str, what: str, locate) -> None:
+    """got == want as values (value_mismatches), else an AssertionError naming the first SHOWN outputs that differ:
+    "{where}: 3 of 64 {what}: {locate(i, j)}: got x, want y; ...". `locate(i, j)` says what output [i, j] is.
+
+    >>> assert_values_equal(np.array([[1.0, 2.0]]), np.array([[1.0, 3.0]]), where="gemm", what="outputs differ",
+    ...                     locate=lambda i, j: f"out[{i}, {j}]")
+    Traceback (most recent call last):
+    AssertionError: gemm: 1 of 2 outputs differ: out[0, 1]: got 2.0, want 3.0
+    """
+    __tracebackhide__ = True
+    bad = value_mismatches(got, want)
+    if len(bad):
+        shown = "; ".join(f"{locate(i, j)}: got {float(got[i, j])!r}, want {float(want[i, j])!r}"
+                          for i, j in bad[:SHOWN])
+        raise AssertionError(f"{where}: {len(bad)} of {got.size} {what}: {shown}")
+
+
 def assert_bit_exact(got, want, *, where: str, layout: Layout | None = None, nan_payloads: bool = True) -> None:
     """got and want are the same kind of value, and arrays agree in dtype, shape and every byte.
     nan_payloads=False: a NaN must meet a NaN, but its payload and sign may differ (only for values
