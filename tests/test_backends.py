@@ -281,7 +281,7 @@ def test_a_case_beyond_declared_limits_is_never_sent(tmp_path):
         check("matches_oracle", backend, row, {**small, "size_n": 128})
     assert seen == [64]
 
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
 
     @given(case=row.cases_in(row.cells[0]))
     @settings(max_examples=30, deadline=None, database=None)

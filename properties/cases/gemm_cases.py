@@ -36,7 +36,6 @@ Replay one case without Hypothesis:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np

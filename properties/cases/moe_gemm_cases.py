@@ -29,7 +29,6 @@ from hypothesis import strategies as st
 from marlin_ref.formats import as_activation_dtype
 from marlin_ref.marlin_gemm import marlin_moe_gemm_reference
 from properties.cases import gemm_cases as G
-from properties.cases import strategies as S
 from properties.cases import transforms as T
 from properties.laws import assert_within_gemm_bound, run_counted, run_op
 from properties.reporting import report

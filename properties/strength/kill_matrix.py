@@ -300,7 +300,7 @@ def law_columns(results: list[MutantResult]) -> list[str]:
 def to_markdown(results: list[MutantResult]) -> str:
     laws = law_columns(results)
     killed = sum(r.killed for r in results)
-    lines = [f"# Mutant kill matrix\n",
+    lines = ["# Mutant kill matrix\n",
              f"{killed} of {len(results)} mutants killed (profile `{PROFILE}`). A cell shows the laws' verdict on "
              "the mutant: **K** killed (examples to the first failure, seconds), `.` ran and passed, blank not "
              "run. Shrunk cases and the falsifying examples are in the JSON.\n",

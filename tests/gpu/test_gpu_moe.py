@@ -5,7 +5,6 @@ expert +0, one expert with top-1 equal to the backend's dense GEMM, router weigh
 import numpy as np
 import pytest
 
-import marlin_ref as mr
 from gpu_cases import SCHEMES, activations, assert_same_values, make_layer
 from marlin_ref.marlin_gemm import marlin_moe_gemm_reference, one_hot_activations
 from properties.laws import assert_within_gemm_bound
