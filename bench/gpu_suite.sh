@@ -10,6 +10,7 @@
 #   kill            the GEMM mutants and the two GPU-only mutants wrapping our CUDA kernels (profile `gpu`)
 #   kill-snapshot   mutants wrapping the snapshot's kernel: the suite's strength on a kernel we did not write
 #   sanitize        compute-sanitizer memcheck over the small cases (bench/sanitize.sh)
+#   oracle-cost     the oracle's cost of one model-shape example, K = N = 8192, M = 1024 (bench/oracle_cost.py)
 # Builds go to .gpu_build/ (ignored, not carried), so a second call on the same warm machine reuses them.
 # Logs and reports under $OUT; the first lines of $OUT/env.txt name the device, versions and commit.
 set -o pipefail
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/marlin_out}
 BUILD=${BUILD:-$PWD/.gpu_build}
 mkdir -p "$OUT" "$BUILD"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MARLIN_FAST_BUILD_DIR=$BUILD/marlin_fast
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MARLIN_FAST_BUILD_DIR=$BUILD/marlin_fast
 SNAPSHOT_SO=$BUILD/snapshot/build/_vllm_marlin_snapshot.so
 SNAPSHOT=(--marlin-load "$SNAPSHOT_SO" --marlin-backend marlin-ops:marlin_snapshot)
 GEMM_MUTANTS="gemm_bias_logical_order gemm_exponent_bias_missing gemm_exponent_bias_twice
@@ -56,7 +57,7 @@ kill_matrix() {    # NAME BASE MUTANTS...: the kill matrix of the mutants wrappi
   local name=$1 base=$2; shift 2
   local args=(); for m in "$@"; do args+=(--mutant "$m"); done
   local t0=$(date +%s)
-  MARLIN_KILL_PROFILE=gpu timeout 280 python3 -m properties.strength.kill_matrix --base "$base" --relevant \
+  MARLIN_KILL_PROFILE=gpu timeout "${KILL_TIMEOUT:-280}" python3 -m properties.strength.kill_matrix --base "$base" --relevant \
     --stop-first --jobs 8 "${args[@]}" --out "$OUT/$name" > "$OUT/$name.log" 2>&1 || status=1
   tail -4 "$OUT/$name.log"
   echo "stage $name: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/$name.log"
@@ -94,7 +95,12 @@ for stage in "$@"; do
     sanitize)
       timeout 200 bash bench/sanitize.sh > "$OUT/sanitize.log" 2>&1 || status=1
       tail -3 "$OUT/sanitize.log" ;;
-    *) echo "gpu_suite: unknown stage '$stage' (build, suite, snapshot, kill, kill-snapshot, sanitize)" >&2; exit 2 ;;
+    oracle-cost)
+      timeout 120 python3 bench/oracle_cost.py --backend cuda --out "$OUT/oracle_cost.json" > "$OUT/oracle_cost.log" 2>&1 \
+        || status=1
+      cat "$OUT/oracle_cost.log" ;;
+    *) echo "gpu_suite: unknown stage '$stage' (build, suite, snapshot, kill, kill-snapshot, sanitize, oracle-cost)" >&2
+       exit 2 ;;
   esac
 done
 echo "gpu_suite status $status"

@@ -30,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+import marlin_pytest
 from properties.reporting.compliance import not_provided_reason
 from properties.seam import loading
 from properties.seam.gpu_pinning import pin_worker_to_gpu
@@ -69,6 +70,13 @@ def examples(weight: float = 1.0) -> settings:
 
 def backend_name(config: pytest.Config) -> str:
     return config.getoption("--marlin-backend") or os.environ.get(ENV_VAR) or DEFAULT_BACKEND
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """The suite's options come from the entry point marlin_pytest; a checkout run without installing the package
+    (a GPU runner with PYTHONPATH=., say) has no entry point, so the suite declares them itself."""
+    if not pluginmanager.has_plugin(marlin_pytest.__name__):
+        marlin_pytest.pytest_addoption(parser)
 
 
 @pytest.hookimpl(tryfirst=True)  # before Hypothesis' own pytest_configure loads --hypothesis-profile

@@ -159,3 +159,17 @@ def test_asking_for_the_suite_activates_it(tmp_path):
                               cwd=tmp_path, env={**env, "CI": "true", "MARLIN_BACKEND": "ref"},
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_checkout_runs_its_suite_without_the_entry_point():
+    """A GPU runner often runs the checkout with PYTHONPATH=. and no `pip install`: no entry point declares the
+    --marlin-* options there, so the suite's own plugin must (and must not declare them twice where it is installed)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "HYPOTHESIS"))}
+    for blocked in (["-p", "no:marlin_pytest"], []):
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *blocked,
+                               "--marlin-backend=ref", "tests/test_docs.py"],
+                              cwd=root, env={**env, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, " ".join(blocked) + "\n" + done.stdout + done.stderr
+        assert "passed" in done.stdout

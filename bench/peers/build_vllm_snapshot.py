@@ -77,7 +77,7 @@ def write_sources(source: Path, src: Path) -> list[Path]:
     binding = src / "binding.cpp"
     binding.write_text("\n".join([
         "// Written by bench/peers/build_vllm_snapshot.py: the snapshot's FP8 Marlin ops in one namespace.",
-        "#include <torch/library.h>", '#include "core/scalar_type.hpp"', "",
+        "#include <torch/all.h>", "#include <torch/library.h>", '#include "core/scalar_type.hpp"', "",
         *(prototype(h, op) for op in OPS), "",
         f"TORCH_LIBRARY({NAMESPACE}, m) {{",
         *(f'  m.def("{schema(cpp, op)}");' for op in OPS), "}", "",
