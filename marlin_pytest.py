@@ -47,9 +47,17 @@ OPTIONS = {
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    declare_options(parser)
+
+
+def declare_options(parser: pytest.Parser) -> None:
+    """The suite's options, each once: the suite's plugin declares them too where this entry point is not installed
+    (a checkout run with PYTHONPATH=.), and `-p properties.pytest_plugin` loads before entry points do."""
     group = parser.getgroup("marlin", "marlin-ref (any --marlin-... option activates the suite)")
+    declared = {name for option in group.options for name in option.names()}
     for name, keywords in OPTIONS.items():
-        group.addoption(name, **keywords)
+        if name not in declared:
+            group.addoption(name, **keywords)
 
 
 def asked_for(config: pytest.Config) -> bool:

@@ -72,11 +72,10 @@ def backend_name(config: pytest.Config) -> str:
     return config.getoption("--marlin-backend") or os.environ.get(ENV_VAR) or DEFAULT_BACKEND
 
 
-def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
     """The suite's options come from the entry point marlin_pytest; a checkout run without installing the package
-    (a GPU runner with PYTHONPATH=., say) has no entry point, so the suite declares them itself."""
-    if not pluginmanager.has_plugin(marlin_pytest.__name__):
-        marlin_pytest.pytest_addoption(parser)
+    (a GPU runner with PYTHONPATH=., say) has no entry point, so the suite declares them too (each once)."""
+    marlin_pytest.declare_options(parser)
 
 
 @pytest.hookimpl(tryfirst=True)  # before Hypothesis' own pytest_configure loads --hypothesis-profile

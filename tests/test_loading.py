@@ -3,6 +3,7 @@ in every xdist worker; what cannot load is a usage error naming it; replay comma
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -55,11 +56,18 @@ def test_a_file_that_is_not_a_library_fails_to_load_with_its_name(fresh_loaded, 
         loading.load(str(fake))
 
 
+def _activation() -> list[str]:
+    """Installed, any --marlin-* option activates the suite (entry point marlin_pytest); a checkout run without
+    installing (a GPU runner with PYTHONPATH=<checkout>) names the suite's plugin instead."""
+    installed = any(ep.name == "marlin_pytest" for ep in importlib.metadata.entry_points(group="pytest11"))
+    return [] if installed else ["-p", "properties.pytest_plugin"]
+
+
 def _run(tmp_path, *args, env_extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env.update({"PYTHONPATH": f"{tmp_path}{os.pathsep}{env.get('PYTHONPATH', '')}", **(env_extra or {})})
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *_activation(), *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_a_missing_library_stops_pytest_with_one_line(tmp_path):

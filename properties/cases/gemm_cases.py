@@ -71,19 +71,25 @@ SALT_BIAS, SALT_MX, SALT_HOT, SALT_ACT = 4, 5, 6, 7
 ONE_HOT, NORMAL = ("one_hot", "identity"), ("normal",)   # the activations of the two laws
 
 
+def contract_shape(draw, scheme: str, max_k_units: int = MAX_K_UNITS, max_n_tiles: int = MAX_N_TILES) -> tuple[int, int]:
+    """(K, N) of a GEMM every Marlin kernel takes (§4.2: K % 128 == 0 and N % 64 == 0, or K % 64 == 0 and
+    N % 128 == 0; group-128 with at least two groups). Shrinks towards (128, 64)."""
+    k_units = draw(st.integers(1, max_k_units), label="k_units")
+    n_tiles = draw(st.integers(1, max_n_tiles), label="n_tiles")
+    narrow = draw(st.booleans(), label="narrow_k")        # drawn for every scheme: equal-length choices
+    grouped = scheme == "group128"                        # K = 128 would be one group: the channel path (§2.4)
+    if narrow and not grouped:                            # K an odd multiple of 64 needs N % 128 == 0
+        return K_UNIT * k_units - NARROW_K, WIDE_N * n_tiles
+    return K_UNIT * (k_units + grouped), TILE_N * n_tiles
+
+
 @st.composite
 def gemm_cases(draw, *, activations=ONE_HOT, schemes=SCHEMES, dtypes=S.ACTIVATION_DTYPES, bias=S.BIAS) -> dict:
     """A GEMM the kernel runs. Shrinks towards channel-wise, (K, N) = (128, 64), one row, no bias,
     no special codes, seed 0: the smallest legal shape (§4.2). schemes/dtypes/bias restrict the cell."""
     scheme = draw(st.sampled_from(schemes), label="scheme")
     dtype = draw(st.sampled_from(dtypes), label="dtype")
-    k_units = draw(st.integers(1, MAX_K_UNITS), label="k_units")
-    n_tiles = draw(st.integers(1, MAX_N_TILES), label="n_tiles")
-    narrow = draw(st.booleans(), label="narrow_k")        # drawn for every scheme: equal-length choices
-    grouped = scheme == "group128"                        # K = 128 would be one group: the channel path (§2.4)
-    k, n = K_UNIT * (k_units + grouped), TILE_N * n_tiles
-    if narrow and not grouped:                            # K an odd multiple of 64 needs N % 128 == 0
-        k, n = K_UNIT * k_units - NARROW_K, WIDE_N * n_tiles
+    k, n = contract_shape(draw, scheme)
     kind = draw(st.sampled_from(activations), label="activations")
     rows = draw(st.integers(1, MAX_ROWS), label="rows")   # drawn for the identity too: equal-length choices
     case = {"scheme": scheme, "dtype": "bfloat16" if scheme == "mx" else dtype, "size_k": k, "size_n": n,

@@ -210,10 +210,18 @@ class Backend:
     def device_op(self, op: str) -> tuple[Callable, str]:
         """(the torch-level op, its device) for checks that need tensors on the device (poisoned output buffers,
         strided activations); NotProvided for an op that takes NumPy arrays."""
-        fn = self.op(op)
-        if getattr(fn, "device", None) is None:
+        device = self.op_device(op)
+        wrapped = getattr(self.op(op), "__wrapped__", None)
+        if wrapped is None:     # e.g. a mutant: it wraps the NumPy-level op, its torch-level one is the correct one
+            raise NotProvided(self.name, op, f"it wraps the NumPy-level op (on {device}): no device-level form")
+        return wrapped, device
+
+    def op_device(self, op: str) -> str:
+        """The device `op` computes on ("cuda:0"); NotProvided for an op that takes and computes NumPy arrays."""
+        device = getattr(self.op(op), "device", None)
+        if device is None:
             raise NotProvided(self.name, op, "it takes NumPy arrays: no device-level form for tensor-level checks")
-        return fn.__wrapped__, fn.device
+        return device
 
     def capability(self, op: str) -> Capability:
         """What this backend provides of `op` (NotProvided if it lacks the operation altogether)."""
@@ -242,8 +250,21 @@ class Backend:
         unknown = sorted(set(ops) - set(OPERATIONS))
         if unknown:
             raise ValueError(f"Backend.replaced: {unknown} are not operations of the contract")
+        ops = {op: _computing_on(getattr(self.ops.get(op), "device", None), fn) for op, fn in ops.items()}
         return Backend(name, f"{self.version} with {sorted(ops)} replaced", {**self.ops, **ops},
                        {k: v for k, v in self.missing.items() if k not in ops}, self.capabilities)
+
+
+def _computing_on(device: str | None, fn: Callable) -> Callable:
+    """A replacement that calls the op it replaces computes where that one does (the GPU tier's gate reads it); it
+    gets that device but no __wrapped__, so Backend.device_op never hands out the op it replaced."""
+    if device is None or getattr(fn, "device", None) is not None:
+        return fn
+
+    def call(*args, **kwargs):
+        return fn(*args, **kwargs)
+    call.__name__, call.device = getattr(fn, "__name__", "op"), device
+    return call
 
 
 def _checkout_version(top) -> str | None:

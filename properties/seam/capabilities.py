@@ -10,8 +10,8 @@ unprovided one is "not provided" without drawing a single example.
               (act-order rows in the repack); "-" when the case uses none
 
 A `Capability` says which values of each axis a backend accepts for one operation (None: every value the contract
-has) and its `limits`: the largest sizes it takes ("max_size_k", "max_size_n", "max_rows", "max_experts"). A case
-outside them is never sent to the implementation (a kernel library may abort the process on what it rejects).
+has) and its `limits`: the largest sizes it takes ("max_size_k", "max_size_n", "max_rows", "max_experts") and the
+fewest rows ("min_rows": 1 for a kernel that rejects an empty batch, as vLLM's Marlin does). A case outside them is never sent to the implementation (a kernel library may abort the process on what it rejects).
 Adapters derive capabilities from what they detect (e.g. the 2025 snapshot's schema has no bias argument and no
 e8m0 scale type); a `module:attribute` backend declares its own with an attribute
 
@@ -33,7 +33,7 @@ from typing import Any, Mapping, NamedTuple
 
 NO_AXIS = "-"
 FEATURES = ("bias", "perm")
-LIMIT_KEYS = ("max_size_k", "max_size_n", "max_rows", "max_experts")
+LIMIT_KEYS = ("max_size_k", "max_size_n", "max_rows", "max_experts", "min_rows")
 _AXES = ("schemes", "dtypes", "features")
 
 
@@ -75,9 +75,13 @@ class Capability:
 
         >>> Capability(limits={"max_size_n": 4096}).admits(size_n=8192, size_k=128)
         False
+        >>> Capability(limits={"min_rows": 1}).admits(rows=0), Capability(limits={"min_rows": 1}).admits(rows=1)
+        (False, True)
         """
-        return all(sizes.get(key.removeprefix("max_")) is None or sizes[key.removeprefix("max_")] <= bound
-                   for key, bound in self.limits.items())
+        def within(key: str, bound: int) -> bool:
+            bound_is, size = key.split("_", 1)                    # "max" / "min", the size it bounds
+            return sizes.get(size) is None or (sizes[size] <= bound if bound_is == "max" else sizes[size] >= bound)
+        return all(within(key, bound) for key, bound in self.limits.items())
 
     def _because(self) -> str:
         return f" ({self.why})" if self.why else ""

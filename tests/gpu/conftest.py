@@ -11,7 +11,7 @@ DRY_RUN = "MARLIN_GPU_TIER_ON_CPU"   # set: run the contract checks on a CPU bac
 def device_backend(backend):
     """The backend under test, when its marlin_gemm runs on a CUDA device; else a skip (the GPU tier is about GPUs),
     and "not provided" for a backend whose GEMM takes NumPy arrays."""
-    _, device = backend.device_op("marlin_gemm")
+    device = backend.op_device("marlin_gemm")
     if not str(device).startswith("cuda") and not os.environ.get(DRY_RUN):
         pytest.skip(f"the GPU tier: backend {backend.name!r} runs its GEMM on {device}, not on a CUDA device")
     return backend

@@ -271,13 +271,18 @@ def repack_capability(names: tuple[str, ...]) -> Capability:
                                                 "the newest vLLM (spec §4.3)")
 
 
+# vLLM's marlin_mm rejects M = 0 ("Invalid MNK", a message with numbers: on some images the rejection kills the
+# process, §9), and vLLM never calls it on an empty batch: a zero-row case is "not provided", never sent
+GEMM_LIMITS = {"min_rows": 1}
+
+
 def gemm_capability(names: tuple[str, ...]) -> Capability:
     """A GEMM schema without b_bias is the 2025 snapshot's: no in-kernel bias, no e8m0 scale type (§7)."""
     if "b_bias_or_none" in names:
-        return EVERYTHING
-    return Capability(schemes=frozenset({"channel", "group128"}), features=frozenset(),
+        return Capability(limits=GEMM_LIMITS, why="vLLM's marlin_mm rejects M = 0")
+    return Capability(schemes=frozenset({"channel", "group128"}), features=frozenset(), limits=GEMM_LIMITS,
                       why="the 2025 snapshot's gptq_marlin_gemm has no b_bias argument and no e8m0 scale type, "
-                          "spec §7")
+                          "spec §7; its marlin_mm rejects M = 0")
 
 
 def repack_op(namespace: str, backend: str, device: str | None = None) -> tuple[Callable, str, Capability]:
