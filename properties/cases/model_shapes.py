@@ -22,7 +22,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import marlin_ref as mr
-from marlin_ref.layout import MX_BLOCK
+from marlin_ref.layout import MX_BLOCK, TILE_K
 from marlin_ref.marlin_gemm import dequantize_marlin_weight, one_hot_expected
 from properties.cases import gemm_cases as G
 from properties.cases import strategies as S
@@ -44,6 +44,21 @@ SALT_WEIGHT, SALT_SAMPLE = 21, 22
 def model_dims(multiple: int) -> list[int]:
     return sorted({d // tp for d in MODEL_DIMS for tp in TP_DEGREES
                    if d % tp == 0 and (d // tp) % multiple == 0 and d // tp <= MAX_DIM})
+
+
+def k_edges(size_k: int) -> np.ndarray:
+    """The k at the edges of the first and last k-tiles and of K cut into 2, 3, 4 or 8 tile-aligned shares: where
+    a split-K or stripe bound that is one tile off drops or doubles a row of W (§4.2).
+
+    >>> k_edges(512).tolist()
+    [0, 15, 16, 63, 64, 127, 128, 175, 176, 191, 192, 255, 256, 319, 320, 335, 336, 383, 384, 447, 448, 495, 496, 511]
+    """
+    edges = {0, TILE_K - 1, TILE_K, size_k - TILE_K - 1, size_k - TILE_K, size_k - 1}
+    for parts in (2, 3, 4, 8):
+        for i in range(1, parts):
+            cut = round(size_k * i / parts / TILE_K) * TILE_K
+            edges |= {cut - 1, cut}
+    return np.array(sorted(e for e in edges if 0 <= e < size_k))
 
 
 @st.composite
@@ -101,6 +116,11 @@ def build_model_gemm(case: dict) -> ModelGemm:
     sample = T.rng_for(case, SALT_SAMPLE)
     rows = np.sort(sample.choice(case["rows"], min(SAMPLED_ROWS, case["rows"]), replace=False))
     columns = np.sort(sample.choice(n, min(SAMPLED_COLUMNS, n), replace=False))
+    if hot is not None:         # half the sampled one-hot rows read a k at a k-tile or k-share edge
+        edge_rows = rows[::2]
+        a[edge_rows, hot[edge_rows]] = 0
+        hot[edge_rows] = sample.choice(k_edges(k), edge_rows.size)
+        a[edge_rows, hot[edge_rows]] = 1
     kwargs = {"a": a, "b_q_weight": qweight, "b_scales": scales,
               "b_bias": None if bias is None else mr.marlin_permute_bias(bias), "size_n": n, "size_k": k}
     return ModelGemm(kwargs, rows, columns, hot, bias, channel)
