@@ -77,7 +77,7 @@ for stage in "$@"; do
       echo "stage build (ours): $(( $(date +%s) - t0 )) s" | tee -a "$OUT/build.log" ;;
     suite)
       stage_pytest suite "${SUITE_TIMEOUT:-330}" -n "${WORKERS:-12}" "${CPU_ONLY[@]}" --marlin-backend=cuda \
-        --marlin-report="$OUT/compliance_cuda" ;;
+        --marlin-report="$OUT/compliance_cuda" --durations=0 ;;   # durations: the GPU tier's examples per second
     snapshot)
       pid=$(cat "$BUILD/snapshot_build.pid" 2>/dev/null)
       while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 5; done   # the build of stage `build`
