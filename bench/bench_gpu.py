@@ -12,6 +12,12 @@
   before timing. Timing: CUDA events around one call, L2 flushed (a 256 MiB write) before every call,
   median of --reps; plus a CUDA-graph figure: --graph-calls back-to-back calls over rotating weight
   copies (> L2) captured in one graph, replay time / calls.
+* Peer (optional): --peer-load PATH loads another Marlin library through the suite's seam (as --marlin-load does)
+  and --peer-backend names it (default marlin-ops:marlin_snapshot, vLLM's 2025 snapshot built by
+  bench/peers/build_vllm_snapshot.py); its repack and GEMM are timed on the same tensors, in the same process, after
+  the same correctness check, and the tables gain ours/peer time ratios (above 1: ours slower). The seam's GEMM
+  allocates the zeroed Marlin workspace (one int32 lock per SM) on every call, so the peer's figures include one
+  small memset that vLLM, which keeps its workspace, does not pay.
 Writes DIR/bench_gpu.json, DIR/bench_gpu.md and DIR/bench_gpu.png (matplotlib).
 """
 
@@ -99,7 +105,19 @@ def copy_bandwidth(timer: Timer) -> dict:
     return {"bytes": COPY_BYTES, "us": us, "bytes_per_s": 2 * COPY_BYTES / (us * 1e-6)}
 
 
-def bench_repack(timer: Timer, reps: int) -> dict:
+def load_peer(path: str | None, name: str):
+    """(the peer's torch-level gptq_marlin_repack, its torch-level marlin_gemm), loaded through the seam; or None."""
+    if not path:
+        return None
+    from properties.seam import loading
+    from properties.seam.backends import get_backend
+
+    loading.load_all([path])
+    peer = get_backend(name)
+    return peer.device_op("gptq_marlin_repack")[0], peer.device_op("marlin_gemm")[0]
+
+
+def bench_repack(timer: Timer, reps: int, peer=None) -> dict:
     size_k = size_n = 8192
     gen = torch.Generator(device="cuda").manual_seed(1)
     ckpt = torch.randint(0, 256, (size_n, size_k), dtype=torch.uint8, device="cuda", generator=gen)
@@ -111,12 +129,27 @@ def bench_repack(timer: Timer, reps: int) -> dict:
     repack_us = timer(lambda: kernels.gptq_marlin_repack(packed, None, size_k, size_n, 8), reps)
     fused_us = timer(lambda: kernels.fp8_marlin_repack_from_checkpoint(ckpt), reps)
     nbytes = packed.numel() * 4
-    return {"size_k": size_k, "size_n": size_n, "bytes": nbytes, "copy_us": copy_us, "repack_us": repack_us,
-            "checkpoint_repack_us": fused_us, "repack_over_copy": repack_us / copy_us,
-            "checkpoint_over_copy": fused_us / copy_us}
+    result = {"size_k": size_k, "size_n": size_n, "bytes": nbytes, "copy_us": copy_us, "repack_us": repack_us,
+              "checkpoint_repack_us": fused_us, "repack_over_copy": repack_us / copy_us,
+              "checkpoint_over_copy": fused_us / copy_us}
+    if peer is not None:
+        peer_repack = peer[0]
+        assert torch.equal(peer_repack(packed, None, size_k, size_n, 8), marlin), "peer repack != ours"
+        peer_us = timer(lambda: peer_repack(packed, None, size_k, size_n, 8), reps)
+        result.update(peer_repack_us=peer_us, peer_repack_over_copy=peer_us / copy_us)
+    return result
 
 
-def bench_gemm(timer: Timer, copy_bw: float, reps: int, graph_calls: int, shapes, rows_list, schemes) -> list:
+def time_gemm(timer: Timer, gemm, x, q_copies, scales, size_n, size_k, reps, graph_calls) -> tuple[float, float]:
+    """(eager us, graph us per call) of gemm(x, qweight, scales, size_n=, size_k=)."""
+    eager = timer(lambda: gemm(x, q_copies[0], scales, size_n=size_n, size_k=size_k), reps)
+    graph = graph_time([(lambda q=q: gemm(x, q, scales, size_n=size_n, size_k=size_k))
+                        for q in (q_copies * graph_calls)[:graph_calls]])
+    return eager, graph
+
+
+def bench_gemm(timer: Timer, copy_bw: float, reps: int, graph_calls: int, shapes, rows_list, schemes,
+               peer=None) -> list:
     results = []
     dtype = torch.bfloat16
     gen = torch.Generator(device="cuda").manual_seed(2)
@@ -131,11 +164,9 @@ def bench_gemm(timer: Timer, copy_bw: float, reps: int, graph_calls: int, shapes
                 checked = min(rows, 128)   # the timed call's config, checked on its first rows
                 out = kernels.marlin_gemm(x, qweight, scales, size_n=size_n, size_k=size_k)
                 ratio = check_against_reference(out[:checked], x[:checked], w_eff)
-                marlin_us = timer(lambda: kernels.marlin_gemm(x, qweight, scales, size_n=size_n, size_k=size_k), reps)
+                marlin_us, marlin_graph = time_gemm(timer, kernels.marlin_gemm, x, q_copies, scales, size_n, size_k,
+                                                    reps, graph_calls)
                 cublas_us = timer(lambda: F.linear(x, w_deq), reps)
-                marlin_graph = graph_time([
-                    (lambda q=q: kernels.marlin_gemm(x, q, scales, size_n=size_n, size_k=size_k))
-                    for q in (q_copies * graph_calls)[:graph_calls]])
                 cublas_graph = graph_time([(lambda w=w: F.linear(x, w)) for w in (d_copies * graph_calls)[:graph_calls]])
                 floor_us = weight_bytes / copy_bw * 1e6
                 row = {
@@ -150,6 +181,17 @@ def bench_gemm(timer: Timer, copy_bw: float, reps: int, graph_calls: int, shapes
                     "marlin_tflops": 2 * rows * size_n * size_k / (marlin_us * 1e-6) / 1e12,
                     "cublas_tflops": 2 * rows * size_n * size_k / (cublas_us * 1e-6) / 1e12,
                 }
+                if peer is not None:
+                    peer_ratio = check_against_reference(
+                        peer[1](x, qweight, scales, size_n=size_n, size_k=size_k)[:checked], x[:checked], w_eff)
+                    peer_us, peer_graph = time_gemm(timer, peer[1], x, q_copies, scales, size_n, size_k, reps,
+                                                    graph_calls)
+                    row.update(peer_check_err_over_bound=peer_ratio, peer_check_ok=peer_ratio <= 1.0,
+                               peer_us=peer_us, peer_graph_us=peer_graph, ours_over_peer=marlin_us / peer_us,
+                               graph_ours_over_peer=marlin_graph / peer_graph,
+                               peer_graph_weight_read_fraction_of_copy_bw=floor_us / peer_graph)
+                    print(f"    peer {peer_us:8.1f} us (graph {peer_graph:7.1f})  ours/peer {marlin_us / peer_us:4.2f} "
+                          f"(graph {marlin_graph / peer_graph:4.2f})  check {peer_ratio:.2f}", flush=True)
                 results.append(row)
                 print(f"N={size_n:5d} K={size_k:5d} M={rows:4d} {scheme:8s} marlin {marlin_us:8.1f} us "
                       f"(graph {marlin_graph:7.1f})  cublas {cublas_us:8.1f} (graph {cublas_graph:7.1f})  "
@@ -180,7 +222,9 @@ def markdown(env: dict, copy: dict, repack: dict, gemm: list) -> str:
         f"| device copy | {repack['copy_us']:.1f} | 1.00 |",
         f"| gptq_marlin_repack | {repack['repack_us']:.1f} | {repack['repack_over_copy']:.2f} |",
         f"| fp8_marlin_repack_from_checkpoint | {repack['checkpoint_repack_us']:.1f} | "
-        f"{repack['checkpoint_over_copy']:.2f} |", "",
+        f"{repack['checkpoint_over_copy']:.2f} |",
+        *([f"| peer gptq_marlin_repack | {repack['peer_repack_us']:.1f} | {repack['peer_repack_over_copy']:.2f} |"]
+          if "peer_repack_us" in repack else []), "",
         "## GEMM, bf16 activations (median us, L2 flushed; graph = back-to-back calls in a CUDA graph)", "",
         "| N x K | M | scales | Marlin | Marlin graph | cuBLAS bf16 | cuBLAS graph | fp8 floor | "
         "cuBLAS / Marlin | floor / Marlin | Marlin TFLOP/s | check |",
@@ -192,6 +236,17 @@ def markdown(env: dict, copy: dict, repack: dict, gemm: list) -> str:
             f"{r['cublas_us']:.1f} | {r['cublas_graph_us']:.1f} | {r['fp8_read_floor_us']:.1f} | "
             f"{r['speedup_vs_cublas']:.2f} | {r['weight_read_fraction_of_copy_bw']:.2f} | {r['marlin_tflops']:.0f} | "
             f"{'ok' if r['check_ok'] else 'FAIL'} ({r['check_err_over_bound']:.2f}) |")
+    peered = [r for r in gemm if "peer_us" in r]
+    if peered:
+        lines += ["", "## Against the peer (same tensors, same process; ours / peer: above 1 = ours slower)", "",
+                  "| N x K | M | scales | ours | peer | ours / peer | ours graph | peer graph | ours / peer graph | "
+                  "peer floor / graph | peer check |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in peered:
+            lines.append(
+                f"| {r['N']}x{r['K']} | {r['M']} | {r['scheme']} | {r['marlin_us']:.1f} | {r['peer_us']:.1f} | "
+                f"{r['ours_over_peer']:.2f} | {r['marlin_graph_us']:.1f} | {r['peer_graph_us']:.1f} | "
+                f"{r['graph_ours_over_peer']:.2f} | {r['peer_graph_weight_read_fraction_of_copy_bw']:.2f} | "
+                f"{'ok' if r['peer_check_ok'] else 'FAIL'} ({r['peer_check_err_over_bound']:.2f}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -230,20 +285,25 @@ def main(argv=None) -> int:
     parser.add_argument("--graph-calls", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="two shapes, M in {1, 16, 1024}")
     parser.add_argument("--commit", default=os.environ.get("MARLIN_COMMIT", "unknown"))
+    parser.add_argument("--peer-load", default=None, metavar="PATH",
+                        help="a peer Marlin library to time beside ours (loaded as --marlin-load does)")
+    parser.add_argument("--peer-backend", default="marlin-ops:marlin_snapshot", metavar="NAME",
+                        help="the seam's name of the peer (default: marlin-ops:marlin_snapshot)")
     args = parser.parse_args(argv)
+    peer = load_peer(args.peer_load, args.peer_backend)
     os.makedirs(args.out, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = False
     env = environment(args)
     timer = Timer()
     copy = copy_bandwidth(timer)
     print(f"device copy: {copy['bytes_per_s'] / 1e12:.3f} TB/s", flush=True)
-    repack = bench_repack(timer, args.reps)
+    repack = bench_repack(timer, args.reps, peer)
     print(f"repack 8192x8192: {repack['repack_us']:.1f} us, checkpoint {repack['checkpoint_repack_us']:.1f} us, "
           f"copy {repack['copy_us']:.1f} us -> x{repack['repack_over_copy']:.2f} / x{repack['checkpoint_over_copy']:.2f}",
           flush=True)
     shapes = SHAPES[:2] if args.quick else SHAPES
     rows = [1, 16, 1024] if args.quick else ROWS
-    gemm = bench_gemm(timer, copy["bytes_per_s"], args.reps, args.graph_calls, shapes, rows, SCHEMES)
+    gemm = bench_gemm(timer, copy["bytes_per_s"], args.reps, args.graph_calls, shapes, rows, SCHEMES, peer)
     result = {"environment": env, "copy": copy, "repack": repack, "gemm": gemm}
     with open(os.path.join(args.out, "bench_gpu.json"), "w") as f:
         json.dump(result, f, indent=1)
@@ -255,7 +315,7 @@ def main(argv=None) -> int:
     except ImportError as exc:
         print(f"no plot: {exc}")
     print(md)
-    return 0 if all(r["check_ok"] for r in gemm) else 1
+    return 0 if all(r["check_ok"] and r.get("peer_check_ok", True) for r in gemm) else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 #   kill-snapshot   mutants wrapping the snapshot's kernel: the suite's strength on a kernel we did not write
 #   sanitize        compute-sanitizer memcheck over the small cases (bench/sanitize.sh)
 #   oracle-cost     the oracle's cost of one model-shape example, K = N = 8192, M = 1024 (bench/oracle_cost.py)
+#   bench           bench/bench_gpu.py into $OUT/bench, with the snapshot as its peer column when it was built
 # Builds go to .gpu_build/ (ignored, not carried), so a second call on the same warm machine reuses them.
 # Logs and reports under $OUT; the first lines of $OUT/env.txt name the device, versions and commit.
 set -o pipefail
@@ -95,11 +96,16 @@ for stage in "$@"; do
     sanitize)
       timeout 200 bash bench/sanitize.sh > "$OUT/sanitize.log" 2>&1 || status=1
       tail -3 "$OUT/sanitize.log" ;;
+    bench)
+      peer=(); [ -f "$SNAPSHOT_SO" ] && peer=(--peer-load "$SNAPSHOT_SO")
+      timeout "${BENCH_TIMEOUT:-400}" python3 bench/bench_gpu.py --out "$OUT/bench" --commit "${COMMIT:-unknown}" \
+        "${peer[@]}" > "$OUT/bench.log" 2>&1 || status=1
+      tail -4 "$OUT/bench.log" ;;
     oracle-cost)
       timeout 120 python3 bench/oracle_cost.py --backend cuda --out "$OUT/oracle_cost.json" > "$OUT/oracle_cost.log" 2>&1 \
         || status=1
       cat "$OUT/oracle_cost.log" ;;
-    *) echo "gpu_suite: unknown stage '$stage' (build, suite, snapshot, kill, kill-snapshot, sanitize, oracle-cost)" >&2
+    *) echo "gpu_suite: unknown stage '$stage' (build, suite, snapshot, kill, kill-snapshot, sanitize, oracle-cost, bench)" >&2
        exit 2 ;;
   esac
 done
