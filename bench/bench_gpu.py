@@ -290,7 +290,10 @@ def main(argv=None) -> int:
     parser.add_argument("--peer-backend", default="marlin-ops:marlin_snapshot", metavar="NAME",
                         help="the seam's name of the peer (default: marlin-ops:marlin_snapshot)")
     args = parser.parse_args(argv)
-    peer = load_peer(args.peer_load, args.peer_backend)
+    try:
+        peer = load_peer(args.peer_load, args.peer_backend)
+    except Exception as exc:     # a library that does not exist or load, a name the seam cannot resolve: one line
+        parser.error(f"--peer-load {args.peer_load} / --peer-backend {args.peer_backend}: {exc}")
     os.makedirs(args.out, exist_ok=True)
     torch.backends.cuda.matmul.allow_tf32 = False
     env = environment(args)
