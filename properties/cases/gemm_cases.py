@@ -71,7 +71,8 @@ SALT_BIAS, SALT_MX, SALT_HOT, SALT_ACT = 4, 5, 6, 7
 ONE_HOT, NORMAL = ("one_hot", "identity"), ("normal",)   # the activations of the two laws
 
 
-def contract_shape(draw, scheme: str, max_k_units: int = MAX_K_UNITS, max_n_tiles: int = MAX_N_TILES) -> tuple[int, int]:
+def contract_shape(draw, scheme: str, max_k_units: int = MAX_K_UNITS,
+                   max_n_tiles: int = MAX_N_TILES) -> tuple[int, int]:
     """(K, N) of a GEMM every Marlin kernel takes (§4.2: K % 128 == 0 and N % 64 == 0, or K % 64 == 0 and
     N % 128 == 0; group-128 with at least two groups). Shrinks towards (128, 64)."""
     k_units = draw(st.integers(1, max_k_units), label="k_units")

@@ -11,7 +11,8 @@ unprovided one is "not provided" without drawing a single example.
 
 A `Capability` says which values of each axis a backend accepts for one operation (None: every value the contract
 has) and its `limits`: the largest sizes it takes ("max_size_k", "max_size_n", "max_rows", "max_experts") and the
-fewest rows ("min_rows": 1 for a kernel that rejects an empty batch, as vLLM's Marlin does). A case outside them is never sent to the implementation (a kernel library may abort the process on what it rejects).
+fewest rows ("min_rows": 1 for a kernel that rejects an empty batch, as vLLM's Marlin does). A case outside them
+is never sent to the implementation (a kernel library may abort the process on what it rejects).
 Adapters derive capabilities from what they detect (e.g. the 2025 snapshot's schema has no bias argument and no
 e8m0 scale type); a `module:attribute` backend declares its own with an attribute
 

@@ -52,8 +52,9 @@ def test_one_hot_reads_back_rt_of_w_eff(device_backend, scheme, dtype, bias, row
 
 @st.composite
 def random_gemms(draw, scheme):
-    """One GEMM of a scheme, of a shape every Marlin kernel takes (§4.2; K <= 1024, N <= 768): shrinks towards M = 1,
-    (K, N) = (128, 64). Our own kernel's wider shapes (K % 16) are its unit tests' (test_marlin_fast_cuda_internals.py)."""
+    """One GEMM of a scheme, of a shape every Marlin kernel takes (§4.2; K <= 1024, N <= 768): shrinks towards
+    M = 1, (K, N) = (128, 64). Our own kernel's wider shapes (K % 16) are its unit tests'
+    (test_marlin_fast_cuda_internals.py)."""
     size_k, size_n = contract_shape(draw, scheme, max_k_units=8, max_n_tiles=6)
     return {"size_k": size_k, "size_n": size_n,
             "rows": draw(st.one_of(st.integers(1, 20), st.integers(1, 300)), label="rows"),
