@@ -290,3 +290,18 @@ def test_a_case_beyond_declared_limits_is_never_sent(tmp_path):
 
     law()
     assert seen and max(seen) == 64
+
+
+def test_a_replaced_op_computes_where_the_op_it_replaces_does():
+    # A mutant wraps the NumPy-level op: the GPU tier's gate must still see its base's device (else the model-shape
+    # laws skip on a GPU mutant), and device_op must not hand out the unreplaced torch-level op.
+    from properties.strength.mutants import MUTANTS
+
+    base = get_backend("torch")
+    mutant = MUTANTS["gemm_drops_last_k_tile_at_large_k"].backend(base)
+    assert mutant.op_device("marlin_gemm") == base.op_device("marlin_gemm") == "cpu"
+    with pytest.raises(NotProvided, match="no device-level form"):
+        mutant.device_op("marlin_gemm")
+    assert base.device_op("marlin_gemm")[0] is base.op("marlin_gemm").__wrapped__
+    with pytest.raises(NotProvided, match="takes NumPy arrays"):
+        get_backend("ref").op_device("marlin_permute_bias")
