@@ -427,3 +427,12 @@ def test_the_dense_pipeline_refuses_block_k_of_no_fp8_kernel(ours, block_k):
         with pytest.raises(ValueError) as info:
             b.op(op)(**args)
         assert str(info.value).startswith(f"{op}: block_k={block_k}"), str(info.value)
+
+
+@pytest.mark.parametrize("spelling", ["float16", "bf16", np.float16, ml_dtypes.bfloat16, np.dtype("float16"),
+                                      np.dtype(ml_dtypes.bfloat16)], ids=repr)
+def test_activation_dtype_spellings_read_alike(spelling):
+    # The oracle takes NumPy and ml_dtypes dtypes as well as names; marlin_fast must read each as the same dtype
+    # (a NumPy dtype read as a name, or not read at all, is a refusal of a valid call).
+    want = np.dtype(ref_formats.as_activation_dtype(spelling)).name                  # "float16" / "bfloat16"
+    assert str(fast.as_activation_dtype(spelling)).removeprefix("torch.") == want

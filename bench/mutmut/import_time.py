@@ -39,6 +39,9 @@ PYTEST = ["--rootdir=.", "--tb=line", "-x", "-q", "-p", "no:randomly", "-p", "be
 TIMEOUT_S = 600
 
 
+COLLECTION_ERROR = 2   # pytest.ExitCode.INTERRUPTED, which pytest also returns when collection fails
+
+
 def run_one(mutants: Path, name: str, tests: list[str]) -> tuple[str, int, float]:
     env = dict(os.environ, MUTANT_UNDER_TEST=name, PY_IGNORE_IMPORTMISMATCH="1")
     start = time.time()
@@ -78,7 +81,10 @@ def main(argv=None) -> int:
             for name, rc, seconds in pool.map(lambda w: run_one(mutants, w[1], w[2]), todo):
                 cache[name] = [rc, seconds]
                 cache_path.write_text(json.dumps(cache, indent=1))
-    results = [(meta, name, *cache[name]) for meta, name, _ in work if name in cache]
+    # pytest's exit 2 here is a collection error: the mutated factory raises while marlin_fast is imported (e.g.
+    # `apply.__name__ = None`), so every test errors: killed (mutmut would read 2 as "interrupted by user")
+    results = [(meta, name, 1 if cache[name][0] == COLLECTION_ERROR else cache[name][0], cache[name][1])
+               for meta, name, _ in work if name in cache]
     for meta in {m for m, *_ in results}:
         data = json.loads(meta.read_text())
         for m, name, rc, seconds in results:
