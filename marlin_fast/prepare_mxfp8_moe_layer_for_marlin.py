@@ -28,6 +28,7 @@ from .mxfp8_marlin_process_scales import mxfp8_marlin_process_scales
 from .padding import marlin_moe_padded_intermediate, zero_pad
 from .prepare_fp8_moe_layer_for_marlin import (GATED_SHARDS, MarlinMoeLayer, check_moe_weights, pad_shards,
                                                permute_expert_scales, repack_experts)
+from .errors import check_shape
 from .formats import as_float_dtype, e8m0_codes
 from .prepare_mxfp8_layer_for_marlin import MX_BLOCK
 from .scale_schemes import mxfp8_scales_to_float
@@ -44,10 +45,7 @@ def _experts_to_marlin_scales(codes: torch.Tensor, size_k: int, intermediate_dty
 def _exact_mx_scales(fn: str, name: str, scale, shape: tuple, layout: str) -> torch.Tensor:
     """e8m0 bytes of exactly `shape`: §2.10 gives the MoE scales as [E, 2n, k/32] and [E, k, n/32], and the
     prep takes each expert's slice whole (only the dense prep trims an over-allocated grid)."""
-    codes = e8m0_codes(scale, fn, name)
-    if tuple(codes.shape) != shape:
-        raise ValueError(f"{fn}: {name} must have shape {shape} ({layout}), got {tuple(codes.shape)}")
-    return codes
+    return check_shape(fn, name, e8m0_codes(scale, fn, name), shape, layout)
 
 
 def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from marlin_ref.errors import check_shape
 from marlin_ref.formats import as_e8m0_codes
 from marlin_ref.layout import MX_BLOCK
 from marlin_ref.padding import marlin_moe_padded_intermediate
@@ -38,10 +39,7 @@ from marlin_ref.scale_schemes import intermediate_float_dtype
 
 def _check_scale(fn: str, name: str, s, shape: tuple, layout: str) -> np.ndarray:
     """Exactly [E, rows, K/32] e8m0 bytes: the MoE prep takes each expert's slice whole (§2.10 "MoE")."""
-    codes = as_e8m0_codes(s, fn, name)
-    if codes.shape != shape:
-        raise ValueError(f"{fn}: {name} must have shape {shape} ({layout}), got {codes.shape}")
-    return codes
+    return check_shape(fn, name, as_e8m0_codes(s, fn, name), shape, layout)
 
 
 def prepare_mxfp8_moe_layer_for_marlin(w13, w2, w13_scale, w2_scale, *,

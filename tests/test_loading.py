@@ -3,7 +3,6 @@ in every xdist worker; what cannot load is a usage error naming it; replay comma
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import subprocess
 import sys
@@ -12,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from properties.seam import loading
 from properties.reporting.report import repro_command
+from properties.seam import loading
+from test_plugin_opt_in import entry_point_installed
 
 torch = pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,8 +59,7 @@ def test_a_file_that_is_not_a_library_fails_to_load_with_its_name(fresh_loaded, 
 def _activation() -> list[str]:
     """Installed, any --marlin-* option activates the suite (entry point marlin_pytest); a checkout run without
     installing (a GPU runner with PYTHONPATH=<checkout>) names the suite's plugin instead."""
-    installed = any(ep.name == "marlin_pytest" for ep in importlib.metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "properties.pytest_plugin"]
+    return [] if entry_point_installed() else ["-p", "properties.pytest_plugin"]
 
 
 def _run(tmp_path, *args, env_extra=None):

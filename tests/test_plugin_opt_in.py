@@ -25,6 +25,12 @@ import pytest
 ENTRY_POINT = "marlin_pytest"
 BLOCKED = ("-p", f"no:{ENTRY_POINT}")
 
+
+def entry_point_installed() -> bool:
+    """Whether marlin-ref is pip-installed here (its pytest11 entry point exists), as in CI; a GPU runner may run the
+    checkout with PYTHONPATH=. instead."""
+    return any(ep.name == ENTRY_POINT for ep in importlib.metadata.entry_points(group="pytest11"))
+
 PROJECT = {
     "properties.py": 'WHOSE = "the project\'s own"\n',
     "conftest.py": """
@@ -60,7 +66,7 @@ OUTCOME = re.compile(r"^=*\s*(\d+ \w+(?:, \d+ \w+)*) in [\d.]+s", re.MULTILINE)
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    if not any(ep.name == ENTRY_POINT for ep in importlib.metadata.entry_points(group="pytest11")):
+    if not entry_point_installed():
         pytest.skip("marlin-ref is not installed in this environment (pip install -e .), so its entry point "
                     "cannot be loaded into another project")
     root = tmp_path_factory.mktemp("another_project")
@@ -141,7 +147,7 @@ def test_asking_for_the_suite_where_properties_is_taken_says_so_in_one_line(proj
 
 
 def test_asking_for_the_suite_activates_it(tmp_path):
-    if not any(ep.name == ENTRY_POINT for ep in importlib.metadata.entry_points(group="pytest11")):
+    if not entry_point_installed():
         pytest.skip("marlin-ref is not installed in this environment (pip install -e .)")
     (tmp_path / "test_uses_the_suite.py").write_text(textwrap.dedent("""
         import numpy as np
