@@ -12,6 +12,8 @@
 #   sanitize        compute-sanitizer memcheck over the small cases (bench/sanitize.sh)
 #   oracle-cost     the oracle's cost of one model-shape example, K = N = 8192, M = 1024 (bench/oracle_cost.py)
 #   bench           bench/bench_gpu.py into $OUT/bench, with the snapshot as its peer column when it was built
+#   ncu             Nsight Compute on one decode (M = 16) and one M = 64 GEMM, ours and the snapshot's: speed of
+#                   light, warp stalls, occupancy, registers ($OUT/ncu.log; clocks locked, durations not the bench's)
 # Builds go to .gpu_build/ (ignored, not carried), so a second call on the same warm machine reuses them.
 # Logs and reports under $OUT; the first lines of $OUT/env.txt name the device, versions and commit.
 set -o pipefail
@@ -64,6 +66,11 @@ kill_matrix() {    # NAME BASE MUTANTS...: the kill matrix of the mutants wrappi
   echo "stage $name: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/$name.log"
 }
 
+wait_snapshot_build() {   # the background build of stage `build`, if one runs
+  local pid; pid=$(cat "$BUILD/snapshot_build.pid" 2>/dev/null)
+  while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 5; done
+}
+
 for stage in "$@"; do
   case "$stage" in
     build)
@@ -80,8 +87,7 @@ for stage in "$@"; do
       stage_pytest suite "${SUITE_TIMEOUT:-330}" -n "${WORKERS:-12}" "${CPU_ONLY[@]}" --marlin-backend=cuda \
         --marlin-report="$OUT/compliance_cuda" --durations=0 ;;   # durations: the GPU tier's examples per second
     snapshot)
-      pid=$(cat "$BUILD/snapshot_build.pid" 2>/dev/null)
-      while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 5; done   # the build of stage `build`
+      wait_snapshot_build
       tail -3 "$OUT/snapshot_build.log" 2>/dev/null
       if [ -f "$SNAPSHOT_SO" ]; then
         stage_pytest snapshot "${SNAPSHOT_TIMEOUT:-300}" -n "${WORKERS:-12}" "${CPU_ONLY[@]}" -m marlin_backend \
@@ -97,15 +103,35 @@ for stage in "$@"; do
       timeout 200 bash bench/sanitize.sh > "$OUT/sanitize.log" 2>&1 || status=1
       tail -3 "$OUT/sanitize.log" ;;
     bench)
+      wait_snapshot_build
       peer=(); [ -f "$SNAPSHOT_SO" ] && peer=(--peer-load "$SNAPSHOT_SO")
       timeout "${BENCH_TIMEOUT:-400}" python3 bench/bench_gpu.py --out "$OUT/bench" --commit "${COMMIT:-unknown}" \
         "${peer[@]}" > "$OUT/bench.log" 2>&1 || status=1
       tail -4 "$OUT/bench.log" ;;
+    ncu)
+      wait_snapshot_build
+      m=dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__cycles_active.avg
+      m=$m,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
+      for r in barrier long_scoreboard wait mio_throttle short_scoreboard math_pipe_throttle not_selected dispatch_stall; do
+        m=$m,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio
+      done
+      for who in ours peer; do
+        peer_env=(); [ "$who" = peer ] && peer_env=(PEER_LOAD="$SNAPSHOT_SO")
+        [ "$who" = peer ] && [ ! -f "$SNAPSHOT_SO" ] && continue
+        for args in "16 8192 8192 channel" "64 28672 4096 channel"; do
+          echo "== $who $args" >> "$OUT/ncu.log"
+          env "${peer_env[@]}" timeout 120 ncu --target-processes all -k "regex:^(marlin_gemm_kernel|Marlin)$" \
+            --launch-skip 3 --launch-count 1 --section SpeedOfLight --section Occupancy --section LaunchStats \
+            --metrics "$m" python3 bench/probe_gpu.py one $args 2>&1 | grep -v "^==PROF==" >> "$OUT/ncu.log"
+        done
+      done
+      grep -E "^==|Duration|Registers Per|Achieved Occupancy|Memory Throughput|dram__|issue_active|hmma|stalled" \
+        "$OUT/ncu.log" | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | head -120 ;;
     oracle-cost)
       timeout 120 python3 bench/oracle_cost.py --backend cuda --out "$OUT/oracle_cost.json" > "$OUT/oracle_cost.log" 2>&1 \
         || status=1
       cat "$OUT/oracle_cost.log" ;;
-    *) echo "gpu_suite: unknown stage '$stage' (build, suite, snapshot, kill, kill-snapshot, sanitize, oracle-cost, bench)" >&2
+    *) echo "gpu_suite: unknown stage '$stage' (build, suite, snapshot, kill, kill-snapshot, sanitize, oracle-cost, bench, ncu)" >&2
        exit 2 ;;
   esac
 done
