@@ -11,7 +11,8 @@
 #   kill-snapshot   mutants wrapping the snapshot's kernel: the suite's strength on a kernel we did not write
 #   sanitize        compute-sanitizer memcheck over the small cases (bench/sanitize.sh)
 #   oracle-cost     the oracle's cost of one model-shape example, K = N = 8192, M = 1024 (bench/oracle_cost.py)
-#   bench           bench/bench_gpu.py into $OUT/bench, with the snapshot as its peer column when it was built
+#   bench           bench/bench_gpu.py into $OUT/bench, with the snapshot as its peer column when it was built, and
+#                   bench/perf_targets.py's table of issue 12's targets (bench/targets.md)
 #   ncu             Nsight Compute on one decode (M = 16) and one M = 64 GEMM, ours and the snapshot's: speed of
 #                   light, warp stalls, occupancy, registers ($OUT/ncu.log; clocks locked, durations not the bench's)
 # Builds go to .gpu_build/ (ignored, not carried), so a second call on the same warm machine reuses them.
@@ -107,7 +108,8 @@ for stage in "$@"; do
       peer=(); [ -f "$SNAPSHOT_SO" ] && peer=(--peer-load "$SNAPSHOT_SO")
       timeout "${BENCH_TIMEOUT:-400}" python3 bench/bench_gpu.py --out "$OUT/bench" --commit "${COMMIT:-unknown}" \
         "${peer[@]}" > "$OUT/bench.log" 2>&1 || status=1
-      tail -4 "$OUT/bench.log" ;;
+      python3 bench/perf_targets.py "$OUT/bench/bench_gpu.json" > "$OUT/bench/targets.md" 2>&1   # issue 12's targets
+      cat "$OUT/bench/targets.md" ;;
     ncu)
       wait_snapshot_build
       m=dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__cycles_active.avg
