@@ -18,7 +18,8 @@
   the same correctness check, and the tables gain ours/peer time ratios (above 1: ours slower). The seam's GEMM
   allocates the zeroed Marlin workspace (one int32 lock per SM) on every call, so the peer's figures include one
   small memset that vLLM, which keeps its workspace, does not pay.
-Writes DIR/bench_gpu.json, DIR/bench_gpu.md and DIR/bench_gpu.png (matplotlib).
+Writes DIR/bench_gpu.json, DIR/bench_gpu.md and DIR/bench_gpu.png (matplotlib; the peer's times too when given);
+`--out DIR --replot` redraws the plot from DIR/bench_gpu.json alone.
 """
 
 from __future__ import annotations
@@ -251,6 +252,7 @@ def markdown(env: dict, copy: dict, repack: dict, gemm: list) -> str:
 
 
 def plot(gemm: list, path: str) -> None:
+    """Median time against M per shape: ours, cuBLAS, the peer when the rows carry it, and the fp8 read floor."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -266,6 +268,8 @@ def plot(gemm: list, path: str) -> None:
             ms = [r["M"] for r in rs]
             ax.plot(ms, [r["marlin_us"] for r in rs], "o" + style, color="C0", label=f"Marlin {scheme}")
             ax.plot(ms, [r["cublas_us"] for r in rs], "s" + style, color="C1", label=f"cuBLAS bf16 ({scheme} W)")
+            if all("peer_us" in r for r in rs):   # --peer-load: the peer's column
+                ax.plot(ms, [r["peer_us"] for r in rs], "^" + style, color="C2", label=f"peer {scheme}")
         rs = [r for r in gemm if (r["N"], r["K"]) == (n, k)]
         ax.axhline(rs[0]["fp8_read_floor_us"], color="gray", ls=":", label="fp8 weight-read floor")
         ax.set_xscale("log", base=2)
@@ -289,7 +293,17 @@ def main(argv=None) -> int:
                         help="a peer Marlin library to time beside ours (loaded as --marlin-load does)")
     parser.add_argument("--peer-backend", default="marlin-ops:marlin_snapshot", metavar="NAME",
                         help="the seam's name of the peer (default: marlin-ops:marlin_snapshot)")
+    parser.add_argument("--replot", action="store_true",
+                        help="only redraw OUT/bench_gpu.png from OUT/bench_gpu.json (no GPU needed)")
     args = parser.parse_args(argv)
+    if args.replot:
+        try:
+            with open(os.path.join(args.out, "bench_gpu.json")) as f:
+                gemm = json.load(f)["gemm"]
+        except (OSError, ValueError, KeyError) as exc:
+            parser.error(f"--replot: cannot read {args.out}/bench_gpu.json: {exc}")
+        plot(gemm, os.path.join(args.out, "bench_gpu.png"))
+        return 0
     try:
         peer = load_peer(args.peer_load, args.peer_backend)
     except Exception as exc:     # a library that does not exist or load, a name the seam cannot resolve: one line
