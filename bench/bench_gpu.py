@@ -45,6 +45,7 @@ ROWS = [1, 16, 64, 256, 1024]
 SCHEMES = ["channel", "group128"]
 FLUSH_BYTES = 256 << 20        # > 50 MB L2 of an H100
 COPY_BYTES = 1 << 30
+PEER_BACKEND = "marlin-ops:marlin_snapshot"   # the seam's name of bench/peers/build_vllm_snapshot.py's library
 
 
 class Timer:
@@ -291,8 +292,8 @@ def main(argv=None) -> int:
     parser.add_argument("--commit", default=os.environ.get("MARLIN_COMMIT", "unknown"))
     parser.add_argument("--peer-load", default=None, metavar="PATH",
                         help="a peer Marlin library to time beside ours (loaded as --marlin-load does)")
-    parser.add_argument("--peer-backend", default="marlin-ops:marlin_snapshot", metavar="NAME",
-                        help="the seam's name of the peer (default: marlin-ops:marlin_snapshot)")
+    parser.add_argument("--peer-backend", default=PEER_BACKEND, metavar="NAME",
+                        help=f"the seam's name of the peer (default: {PEER_BACKEND})")
     parser.add_argument("--replot", action="store_true",
                         help="only redraw OUT/bench_gpu.png from OUT/bench_gpu.json (no GPU needed)")
     args = parser.parse_args(argv)

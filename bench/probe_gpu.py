@@ -77,7 +77,7 @@ def sweep() -> None:
 
 def one() -> None:
     """A few identical GEMM calls (for ncu): probe_gpu.py one ROWS N K [scheme [config [splits]]]; with PEER_LOAD=path
-    set, the peer library's GEMM (marlin-ops:marlin_snapshot) instead of ours."""
+    set, the peer library's GEMM (bench_gpu.PEER_BACKEND) instead of ours."""
     import torch
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -93,9 +93,9 @@ def one() -> None:
     q, s, _, _ = make_gemm_inputs(kernels, size_n, size_k, scheme, torch.bfloat16, gen)
     x = torch.randn((rows, size_k), device="cuda", generator=gen).to(torch.bfloat16)
     if os.environ.get("PEER_LOAD"):   # the peer library's GEMM on the same tensors (it picks its own tiles)
-        from bench_gpu import load_peer
+        from bench_gpu import PEER_BACKEND, load_peer
 
-        peer_gemm = load_peer(os.environ["PEER_LOAD"], "marlin-ops:marlin_snapshot")[1]
+        peer_gemm = load_peer(os.environ["PEER_LOAD"], PEER_BACKEND)[1]
         calls = [lambda: peer_gemm(x, q, s, size_n=size_n, size_k=size_k)] * 5
     else:
         calls = [lambda: kernels.marlin_gemm(x, q, s, size_n=size_n, size_k=size_k, config=config, splits=splits)] * 5
