@@ -46,6 +46,9 @@ PEER_FILE = "gptq_marlin/kernel_bf16_kfe4m3fn.cu"   # the peer's bf16-activation
 PEER_STUB_HEADERS = {"torch/all.h": "#pragma once\n#include <c10/util/Exception.h>\n",
                      "ATen/cuda/CUDAContext.h": "#pragma once\n", "c10/cuda/CUDAGuard.h": "#pragma once\n"}
 
+# gemm_kernel.cuh: the tail paths (a stage past K, a block past N) become a trap, so the loop holds one path
+STEADY_STATE = "-DMARLIN_SASS_STEADY_STATE=1"
+
 FUNCTION = re.compile(r"^\.text\.(?P<name>\S+):$")
 LABEL = re.compile(r"^(?P<label>\.L_x_\d+):")
 INSTRUCTION = re.compile(r"^\s*/\*(?P<addr>[0-9a-f]{4,})\*/\s+(?P<body>[^;]*);")
@@ -129,6 +132,11 @@ def main_loop(function: dict) -> tuple[int, int] | None:
     return None if best is None else (best[0], best[1])
 
 
+def loop_hmma(function: dict) -> int:
+    loop = main_loop(function)
+    return 0 if loop is None else sum(op.startswith("HMMA") for op in function["ops"][loop[0]:loop[1] + 1])
+
+
 def inner_loop_instructions(function: dict, first: int, end: int) -> int:
     """Instructions of [first, end) inside loops nested there that hold no HMMA (a copy loop a few threads run
     once a stage, like the scale rows): counted apart, since a static count would charge them to every warp."""
@@ -174,6 +182,11 @@ def peer_config(name: str) -> dict | None:
             else int(m["group"])}
 
 
+def our_hmma_per_stage(config: int, configs: list[dict]) -> int:
+    """mma a warp issues per stage: U k16-steps x MB row blocks x 8 n8 sub-tiles."""
+    return configs[config]["u"] * configs[config]["mb"] * 8
+
+
 def our_tiles_per_warp(config: int, configs: list[dict]) -> int:
     """Marlin tiles (16 x 64 weights) a warp dequantises per stage: U k16-steps of its one 64-column tile."""
     return configs[config]["u"]
@@ -203,8 +216,10 @@ def row_of(name: str, function: dict, configs: list[dict]) -> dict | None:
     ours = describe(name)
     peer = peer_config(name)
     if ours["kernel"] == "gemm":
-        who, label, steps, tiles = "ours", f"config {ours['config']}", 1, our_tiles_per_warp(ours["config"], configs)
+        who, label, tiles = "ours", f"config {ours['config']}", our_tiles_per_warp(ours["config"], configs)
         info = {"dtype": ours["dtype"], "scheme": ours["scheme"], "config": ours["config"]}
+        # one stage a trip, or the pipeline unrolled over its slots: as many stages as the loop holds mma groups
+        steps = max(1, loop_hmma(function) // our_hmma_per_stage(ours["config"], configs))
     elif peer is not None:
         scheme = "channel" if peer["group_blocks"] == -1 else f"group{16 * peer['group_blocks']}"
         label = (f"{peer['threads']} threads, {16 * peer['m_blocks']}x{16 * peer['n_blocks']}x{16 * peer['k_blocks']}"
@@ -301,7 +316,7 @@ def main(argv=None) -> int:
     configs = our_configs()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        jobs = [(CSRC / name, []) for name in GEMM_FILES]
+        jobs = [(CSRC / name, [STEADY_STATE]) for name in GEMM_FILES]
         if peer is not None:
             jobs.append((peer / PEER_FILE, peer_flags(peer, work)))
         with ThreadPoolExecutor(2) as pool:

@@ -104,3 +104,12 @@ def test_classes_cover_the_opcodes_of_a_marlin_main_loop():
     ops = ["HMMA.16816.F32.BF16", "LOP3.LUT", "PRMT", "IMAD.SHL.U32", "IMAD", "LEA.HI.X", "ISETP.GE.AND", "LDSM.16.M88.4",
            "LDGSTS.E.BYPASS.128", "BAR.SYNC.DEFER_BLOCKING", "IMAD.MOV.U32", "S2R", "UIADD3"]
     assert "other" not in {sass_report.classify(op) for op in ops}
+
+
+def test_our_loop_unrolled_over_two_slots_is_measured_a_stage_at_a_time():
+    """A loop holding two stages' worth of mma (16 each for configuration 0) is two stages: HMMA to HMMA."""
+    per_stage = sass_report.our_hmma_per_stage(0, sass_report.our_configs())
+    stage = ["HMMA.16816.F32.BF16 R8, R12, R4, R8"] * per_stage + ["LOP3.LUT R4, R4, 0xff, RZ, 0xc0, !PT",
+                                                                  "BAR.SYNC.DEFER_BLOCKING 0x0"]
+    row = _row(OURS, ["MOV R1, R2", ".L_x_1:"] + stage + stage + ["@!P2 BRA `(.L_x_1)", "EXIT"])
+    assert row["stage_instructions"] == per_stage + 2 and row["stage_lengths"] == [per_stage + 2]
