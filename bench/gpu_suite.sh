@@ -15,6 +15,9 @@
 #                   bench/perf_targets.py's table of issue 12's targets (bench/targets.md)
 #   ncu             Nsight Compute on one decode (M = 16) and one M = 64 GEMM, ours and the snapshot's: speed of
 #                   light, warp stalls, occupancy, registers ($OUT/ncu.log; clocks locked, durations not the bench's)
+# PATCHES="bench/pending/x.patch ..." (optional): applied to this copy of the tree before any stage, so that a
+# pending kernel change runs the GPU tier before it lands on main (bench/pending/README.md); a patch already in
+# the tree is left as it is; env.txt lists them. A patch must not change this script.
 # Builds go to .gpu_build/ (ignored, not carried), so a second call on the same warm machine reuses them.
 # Logs and reports under $OUT; the first lines of $OUT/env.txt name the device, versions and commit.
 set -o pipefail
@@ -35,9 +38,26 @@ SNAPSHOT_MUTANTS="interleave8_identity word_index_warp_major row_set_consecutive
 # files whose tests run CPU backends in subprocesses or check packaging: the CPU CI runs them
 CPU_ONLY=(--ignore=tests/test_mutants.py --ignore=tests/test_external_library.py --ignore=tests/test_plugin_opt_in.py
           --ignore=tests/test_mutation_survivors.py)
+apply_patch() {   # PATCH: git apply (works outside a repository), else patch(1); "already" when it is in the tree
+  if command -v git > /dev/null; then
+    if git apply --check "$1" 2> /dev/null; then git apply "$1" && echo "applied"; return; fi
+    if git apply --reverse --check "$1" 2> /dev/null; then echo "already applied"; return; fi
+  elif command -v patch > /dev/null; then
+    if patch -p1 --dry-run --batch --silent < "$1" > /dev/null 2>&1; then patch -p1 --batch --silent < "$1" && echo "applied"; return; fi
+    if patch -p1 -R --dry-run --batch --silent < "$1" > /dev/null 2>&1; then echo "already applied"; return; fi
+  fi
+  return 1
+}
+for patch_file in ${PATCHES:-}; do
+  if ! result=$(apply_patch "$patch_file"); then
+    echo "gpu_suite: cannot apply $patch_file to this tree (neither it nor its reverse applies)" | tee -a "$OUT/env.txt"
+    exit 2
+  fi
+  echo "# patch $patch_file: $result" | tee -a "$OUT/env.txt"
+done
 status=0
 {
-  echo "# commit ${COMMIT:-unknown}; stages: $*"
+  echo "# commit ${COMMIT:-unknown}${PATCHES:+ + patches: $PATCHES}; stages: $*"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, sys, hypothesis, numpy, ml_dtypes, pytest
 print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'hypothesis',
