@@ -102,27 +102,36 @@ def markdown(rows: list[dict], arch: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_tools(parser: argparse.ArgumentParser, arch: str) -> None:
+    """--arch must name a GPU architecture and nvcc must be on PATH (exit 2 with one line otherwise)."""
+    if not re.fullmatch(r"sm_\d+a?", arch):
+        parser.error(f"--arch {arch!r} must look like sm_90")
+    if shutil.which("nvcc") is None:
+        parser.error("nvcc is not on PATH")
+
+
+def write_report(out: str | None, stem: str, arch: str, rows: list[dict], md: str) -> None:
+    """OUT/<stem>_<arch>.json ({arch, rows}) and .md when OUT is given; the table on stdout."""
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{stem}_{arch}.json").write_text(json.dumps({"arch": arch, "rows": rows}, indent=1) + "\n")
+        (folder / f"{stem}_{arch}.md").write_text(md)
+    print(md)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", default="sm_90", help="sm_80, sm_90, ... (default sm_90, the H200)")
     parser.add_argument("--out", default=None, help="write ptxas_<arch>.json and .md here")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"sm_\d+a?", args.arch):
-        parser.error(f"--arch {args.arch!r} must look like sm_90")
-    if shutil.which("nvcc") is None:
-        parser.error("nvcc is not on PATH")
+    check_tools(parser, args.arch)
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
         logs = list(pool.map(lambda name: compile_one(CSRC / name, args.arch, Path(tmp)), KERNEL_FILES))
     rows = sorted((r for log in logs for r in parse(log)),
                   key=lambda r: (r["kernel"], r["dtype"], r["scheme"], -1 if r["config"] is None else r["config"]))
-    md = markdown(rows, args.arch)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"ptxas_{args.arch}.json").write_text(json.dumps({"arch": args.arch, "rows": rows}, indent=1) + "\n")
-        (out / f"ptxas_{args.arch}.md").write_text(md)
-    print(md)
+    write_report(args.out, "ptxas", args.arch, rows, markdown(rows, args.arch))
     return 0
 
 

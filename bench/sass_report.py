@@ -25,7 +25,6 @@ Writes DIR/sass_<arch>.json and .md; prints the table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -37,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ptxas_report import CSRC, describe  # noqa: E402  (one parser of our kernels' mangled names)
+from ptxas_report import CSRC, check_tools, describe, write_report  # noqa: E402  (one parser of our kernels' names)
 
 GEMM_FILES = ("gemm_bf16_channel.cu", "gemm_bf16_group.cu", "gemm_bf16_mx.cu", "gemm_f16_channel.cu",
               "gemm_f16_group.cu")
@@ -303,10 +302,7 @@ def main(argv=None) -> int:
                         help="kernels-community vllm-quantization checkout: also report its FP8 Marlin kernels")
     parser.add_argument("--out", default=None, help="write sass_<arch>.json and .md here")
     args = parser.parse_args(argv)
-    if not re.fullmatch(r"sm_\d+a?", args.arch):
-        parser.error(f"--arch {args.arch!r} must look like sm_90")
-    if shutil.which("nvcc") is None:
-        parser.error("nvcc is not on PATH")
+    check_tools(parser, args.arch)
     nvdisasm = find_nvdisasm(args.nvdisasm)
     if nvdisasm is None:
         parser.error("nvdisasm not found: pass --nvdisasm PATH or `pip install nvidia-cuda-nvdisasm`")
@@ -326,13 +322,7 @@ def main(argv=None) -> int:
             sass = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
             rows += [r for name, f in parse_sass(sass).items() if (r := row_of(name, f, configs))]
     rows.sort(key=lambda r: (r["who"] != "ours", r["dtype"], r["scheme"], r["kernel"]))
-    md = markdown(rows, args.arch)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"sass_{args.arch}.json").write_text(json.dumps({"arch": args.arch, "rows": rows}, indent=1) + "\n")
-        (out / f"sass_{args.arch}.md").write_text(md)
-    print(md)
+    write_report(args.out, "sass", args.arch, rows, markdown(rows, args.arch))
     return 0
 
 
