@@ -10,7 +10,10 @@ for each kernel finds the main loop: the backward branch enclosing the most HMMA
 loop). It then counts the warp instructions one pipeline stage issues and divides by the Marlin tiles (16 k x 64
 n weights) a warp dequantises in that stage:
 
-* ours: the loop is one stage (`compute_stage` once per trip), so a stage is the loop's length;
+* ours: a loop of one stage (main: `compute_stage` once per trip) is measured whole; a loop unrolled over the
+  pipeline's slots (bench/pending/gemm-loop.patch) like the peer's below. Ours compiles with
+  `-DMARLIN_SASS_STEADY_STATE=1`: a kernel that knows the macro traps the paths a steady-state stage does not
+  take (the K and N tails), so that the loop holds the steady state alone;
 * the peer (vLLM's Marlin template, `--peer-source` = kernels-community `vllm-quantization`): its loop unrolls
   all `stages` pipeline steps and holds the slice epilogue behind a rarely taken branch, so a stage is the
   distance from the first HMMA of one pipeline step to the first of the next (median over the unrolled steps).
