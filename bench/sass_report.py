@@ -134,11 +134,6 @@ def main_loop(function: dict) -> tuple[int, int] | None:
     return None if best is None else (best[0], best[1])
 
 
-def loop_hmma(function: dict) -> int:
-    loop = main_loop(function)
-    return 0 if loop is None else sum(op.startswith("HMMA") for op in function["ops"][loop[0]:loop[1] + 1])
-
-
 def inner_loop_instructions(function: dict, first: int, end: int) -> int:
     """Instructions of [first, end) inside loops nested there that hold no HMMA (a copy loop a few threads run
     once a stage, like the scale rows): counted apart, since a static count would charge them to every warp."""
@@ -214,14 +209,18 @@ def our_configs() -> list[dict]:
 
 
 def row_of(name: str, function: dict, configs: list[dict]) -> dict | None:
-    """The report's row for one kernel, or None when it is neither our GEMM nor the peer's."""
+    """The report's row for one kernel, or None when it is neither our GEMM nor the peer's (or has no mma loop)."""
     ours = describe(name)
     peer = peer_config(name)
+    loop = main_loop(function)
+    if loop is None:
+        return None
     if ours["kernel"] == "gemm":
         who, label, tiles = "ours", f"config {ours['config']}", our_tiles_per_warp(ours["config"], configs)
         info = {"dtype": ours["dtype"], "scheme": ours["scheme"], "config": ours["config"]}
         # one stage a trip, or the pipeline unrolled over its slots: as many stages as the loop holds mma groups
-        steps = max(1, loop_hmma(function) // our_hmma_per_stage(ours["config"], configs))
+        loop_mma = sum(op.startswith("HMMA") for op in function["ops"][loop[0]:loop[1] + 1])
+        steps = max(1, loop_mma // our_hmma_per_stage(ours["config"], configs))
     elif peer is not None:
         scheme = "channel" if peer["group_blocks"] == -1 else f"group{16 * peer['group_blocks']}"
         label = (f"{peer['threads']} threads, {16 * peer['m_blocks']}x{16 * peer['n_blocks']}x{16 * peer['k_blocks']}"
@@ -229,9 +228,6 @@ def row_of(name: str, function: dict, configs: list[dict]) -> dict | None:
         who, steps, tiles = "peer", peer["stages"], peer_tiles_per_warp(peer)
         info = {"dtype": peer["dtype"], "scheme": scheme, **peer}
     else:
-        return None
-    loop = main_loop(function)
-    if loop is None:
         return None
     first, end, lengths = stage_span(function, loop, steps)
     inner = inner_loop_instructions(function, first, end)
