@@ -4,6 +4,7 @@ with wrong bytes, and refuses a file that is not a sweep with one line (exit 2).
 
 import importlib.util
 import json
+import re
 import math
 from pathlib import Path
 
@@ -77,3 +78,13 @@ def test_a_file_that_is_not_a_sweep_exits_2_with_one_line(tmp_path, capsys, cont
         pick_configs.main([str(sweep)])
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and match in err[-1]
+
+
+def test_todays_configuration_is_the_one_bindings_cpp_chooses():
+    # DEFAULT_CONFIG restates csrc/bindings.cpp config_for_rows; a change there must change it here.
+    source = (_PATH.parents[1] / "marlin_fast" / "csrc" / "bindings.cpp").read_text()
+    body = source[source.index("int config_for_rows(int64_t rows) {"):]
+    body = body[:body.index("}")]
+    limits = [(int(limit), int(config)) for limit, config in re.findall(r"if \(rows <= (\d+)\) return (\d+);", body)]
+    last = int(re.search(r"\n\s*return (\d+);", body).group(1))
+    assert limits + [(math.inf, last)] == list(pick_configs.DEFAULT_CONFIG)
