@@ -13,6 +13,7 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
@@ -24,6 +25,24 @@ MIN_CAPABILITY = (8, 0)  # cp.async, ldmatrix and bf16 mma.sync
 # No --use_fast_math: it implies -ftz=true, and flushing fp32 subnormals would change the bf16
 # channel-wise path, whose accumulators carry a 2^-120 factor (spec §3.5).
 CUDA_FLAGS = ["-O3", "-lineinfo", "-Xptxas=-warn-spills"]
+
+
+@contextlib.contextmanager
+def build_environment(arch: str):
+    """TORCH_CUDA_ARCH_LIST = this GPU's architecture (one compile pass per file) and a default MAX_JOBS for the
+    build, and the caller's values back afterwards: a process that uses our kernels keeps its own settings, and its
+    later extension builds are not narrowed to one architecture."""
+    saved = {name: os.environ.get(name) for name in ("TORCH_CUDA_ARCH_LIST", "MAX_JOBS")}
+    os.environ["TORCH_CUDA_ARCH_LIST"] = arch
+    os.environ.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def sources() -> list[str]:
@@ -45,9 +64,6 @@ def load():
             f"marlin_fast._ext.load: compute capability {major}.{minor} is below the required "
             f"{MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]}"
         )
-    arch = f"{major}.{minor}"
-    os.environ["TORCH_CUDA_ARCH_LIST"] = arch  # build for this GPU only: one pass per file
-    os.environ.setdefault("MAX_JOBS", str(os.cpu_count() or 4))
     build_dir = os.environ.get("MARLIN_FAST_BUILD_DIR")
     if build_dir is None:
         root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(
@@ -55,11 +71,12 @@ def load():
         )
         build_dir = os.path.join(root, f"{EXTENSION_NAME}_sm{major}{minor}")
     os.makedirs(build_dir, exist_ok=True)
-    return cpp_extension.load(
-        name=EXTENSION_NAME,
-        sources=sources(),
-        extra_cflags=["-O3"],
-        extra_cuda_cflags=CUDA_FLAGS,
-        build_directory=build_dir,
-        verbose=os.environ.get("MARLIN_FAST_VERBOSE") == "1",
-    )
+    with build_environment(f"{major}.{minor}"):  # build for this GPU only
+        return cpp_extension.load(
+            name=EXTENSION_NAME,
+            sources=sources(),
+            extra_cflags=["-O3"],
+            extra_cuda_cflags=CUDA_FLAGS,
+            build_directory=build_dir,
+            verbose=os.environ.get("MARLIN_FAST_VERBOSE") == "1",
+        )
