@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -38,10 +39,6 @@ def default_config(rows: int) -> int:
     [0, 0, 1, 2, 3, 3]
     """
     return next(config for limit, config in DEFAULT_CONFIG if rows <= limit)
-
-
-def geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 def split_records(records: list) -> tuple[list[dict], list[dict]]:
@@ -80,17 +77,17 @@ def gemm_choices(gemm: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
                 if r["splits"] is None:
                     auto[r["config"]][case] = r["us"]
         complete = {c: t for c, t in by_config.items() if len(t) == len(mine)}   # ran (correctly) on every case
-        scored = sorted(((geomean([t[case] / best[case] for case in mine]), c) for c, t in complete.items()))
+        relative = {c: [t[case] / best[case] for case in mine] for c, t in complete.items()}
+        scored = sorted((statistics.geometric_mean(ratios), c) for c, ratios in relative.items())
         default = default_config(rows)
         default_times = auto.get(default, {})
         row = {"M": rows, "cases": len(mine)}
         if scored:
             mean, chosen = scored[0]
-            row.update(chosen=chosen, chosen_geomean=mean,
-                       chosen_worst=max(complete[chosen][case] / best[case] for case in mine))
+            row.update(chosen=chosen, chosen_geomean=mean, chosen_worst=max(relative[chosen]))
         if len(default_times) == len(mine):
-            row.update(default=default, default_geomean=geomean([default_times[c] / best[c] for c in mine]),
-                       default_worst=max(default_times[c] / best[c] for c in mine))
+            ratios = [default_times[c] / best[c] for c in mine]
+            row.update(default=default, default_geomean=statistics.geometric_mean(ratios), default_worst=max(ratios))
         choices.append(row)
         for config, times in sorted(auto.items()):
             lags = [times[case] / by_config[config][case] for case in times]

@@ -96,10 +96,12 @@ def one() -> None:
         from bench_gpu import PEER_BACKEND, load_peer
 
         peer_gemm = load_peer(os.environ["PEER_LOAD"], PEER_BACKEND)[1]
-        calls = [lambda: peer_gemm(x, q, s, size_n=size_n, size_k=size_k)] * 5
+        def call():
+            return peer_gemm(x, q, s, size_n=size_n, size_k=size_k)
     else:
-        calls = [lambda: kernels.marlin_gemm(x, q, s, size_n=size_n, size_k=size_k, config=config, splits=splits)] * 5
-    for call in calls:
+        def call():
+            return kernels.marlin_gemm(x, q, s, size_n=size_n, size_k=size_k, config=config, splits=splits)
+    for _ in range(5):
         call()
     torch.cuda.synchronize()
 

@@ -1,4 +1,4 @@
-"""Instructions per weight tile in the GEMM main loop, from the SASS (no GPU needed): ours and, given its source, the peer.
+"""Instructions per weight tile in the GEMM main loop, from SASS (no GPU): ours and, given its source, the peer.
 
     python bench/sass_report.py [--arch sm_90] [--nvdisasm PATH] [--peer-source DIR] [--out DIR]
 
