@@ -13,8 +13,9 @@
 #   oracle-cost     the oracle's cost of one model-shape example, K = N = 8192, M = 1024 (bench/oracle_cost.py)
 #   bench           bench/bench_gpu.py into $OUT/bench, with the snapshot as its peer column when it was built, and
 #                   bench/perf_targets.py's table of issue 12's targets (bench/targets.md)
-#   ncu             Nsight Compute on one decode (M = 16) and one M = 64 GEMM, ours and the snapshot's: speed of
-#                   light, warp stalls, occupancy, registers ($OUT/ncu.log; clocks locked, durations not the bench's)
+#   ncu             Nsight Compute on a decode (M = 16), an M = 64 and an M = 1024 GEMM, ours and the snapshot's:
+#                   speed of light, warp stalls, occupancy, registers ($OUT/ncu.log; clocks locked, durations not
+#                   the bench's)
 # PATCHES="bench/pending/x.patch ..." (optional): applied to this copy of the tree before any stage, so that a
 # pending kernel change runs the GPU tier before it lands on main (bench/pending/README.md); a patch already in
 # the tree is left as it is; env.txt lists them. A patch must not change this script.
@@ -140,9 +141,9 @@ for stage in "$@"; do
       for who in ours peer; do
         peer_env=(); [ "$who" = peer ] && peer_env=(PEER_LOAD="$SNAPSHOT_SO")
         [ "$who" = peer ] && [ ! -f "$SNAPSHOT_SO" ] && continue
-        for args in "16 8192 8192 channel" "64 28672 4096 channel"; do
+        for args in "16 8192 8192 channel" "64 28672 4096 channel" "1024 8192 8192 channel"; do
           echo "== $who $args" >> "$OUT/ncu.log"
-          env "${peer_env[@]}" timeout 120 ncu --target-processes all -k "regex:^(marlin_gemm_kernel|Marlin)$" \
+          env "${peer_env[@]}" timeout 120 ncu --target-processes all -k "regex:^(marlin_gemm_kernel|marlin_gemm_wgmma_kernel|Marlin)$" \
             --launch-skip 3 --launch-count 1 --section SpeedOfLight --section Occupancy --section LaunchStats \
             --metrics "$m" python3 bench/probe_gpu.py one $args 2>&1 | grep -v "^==PROF==" >> "$OUT/ncu.log"
         done
