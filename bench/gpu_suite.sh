@@ -138,12 +138,13 @@ for stage in "$@"; do
       for r in barrier long_scoreboard wait mio_throttle short_scoreboard math_pipe_throttle not_selected dispatch_stall; do
         m=$m,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio
       done
+      kernels="marlin_gemm_kernel|marlin_gemm_wgmma_kernel|Marlin"   # ours (mma.sync, wgmma), the snapshot's
       for who in ours peer; do
         peer_env=(); [ "$who" = peer ] && peer_env=(PEER_LOAD="$SNAPSHOT_SO")
         [ "$who" = peer ] && [ ! -f "$SNAPSHOT_SO" ] && continue
         for args in "16 8192 8192 channel" "64 28672 4096 channel" "1024 8192 8192 channel"; do
           echo "== $who $args" >> "$OUT/ncu.log"
-          env "${peer_env[@]}" timeout 120 ncu --target-processes all -k "regex:^(marlin_gemm_kernel|marlin_gemm_wgmma_kernel|Marlin)$" \
+          env "${peer_env[@]}" timeout 120 ncu --target-processes all -k "regex:^($kernels)$" \
             --launch-skip 3 --launch-count 1 --section SpeedOfLight --section Occupancy --section LaunchStats \
             --metrics "$m" python3 bench/probe_gpu.py one $args 2>&1 | grep -v "^==PROF==" >> "$OUT/ncu.log"
         done
