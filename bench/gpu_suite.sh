@@ -18,7 +18,9 @@
 #                   the bench's)
 # PATCHES="bench/pending/x.patch ..." (optional): applied to this copy of the tree before any stage, so that a
 # pending kernel change runs the GPU tier before it lands on main (bench/pending/README.md); a patch already in
-# the tree is left as it is; env.txt lists them. A patch must not change this script.
+# the tree is left as it is; env.txt lists them. A patch must not change this script. PATCHES_APPLIED="...": patches
+# the caller already applied to this copy (a later call after a PATCHES one, when a series no longer reverse-applies
+# patch by patch), listed in env.txt only.
 # Builds go to .gpu_build/ (ignored, not carried), so a second call on the same warm machine reuses them.
 # Logs and reports under $OUT; the first lines of $OUT/env.txt name the device, versions and commit.
 set -o pipefail
@@ -58,7 +60,8 @@ for patch_file in ${PATCHES:-}; do
 done
 status=0
 {
-  echo "# commit ${COMMIT:-unknown}${PATCHES:+ + patches: $PATCHES}; stages: $*"
+  applied=$(echo ${PATCHES_APPLIED:-} ${PATCHES:-})   # word splitting trims the spaces
+  echo "# commit ${COMMIT:-unknown}${applied:+ + patches: $applied}; stages: $*"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, sys, hypothesis, numpy, ml_dtypes, pytest
 print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'hypothesis',
@@ -96,7 +99,9 @@ wait_snapshot_build() {   # the background build of stage `build`, if one runs
 for stage in "$@"; do
   case "$stage" in
     build)
-      if [ -n "${SNAPSHOT_SRC:-}" ] && [ ! -f "$SNAPSHOT_SO" ]; then
+      building=$(cat "$BUILD/snapshot_build.pid" 2>/dev/null)
+      if [ -n "$building" ] && kill -0 "$building" 2>/dev/null; then building=yes; else building=; fi
+      if [ -n "${SNAPSHOT_SRC:-}" ] && [ ! -f "$SNAPSHOT_SO" ] && [ -z "$building" ]; then   # one build at a time
         ( MAX_JOBS=8 timeout 540 python3 bench/peers/build_vllm_snapshot.py --source "$SNAPSHOT_SRC" \
             --out "$BUILD/snapshot" > "$OUT/snapshot_build.log" 2>&1; echo "exit $?" >> "$OUT/snapshot_build.log" ) &
         echo $! > "$BUILD/snapshot_build.pid"
