@@ -18,9 +18,8 @@
 #                   the bench's)
 # PATCHES="bench/pending/x.patch ..." (optional): applied to this copy of the tree before any stage, so that a
 # pending kernel change runs the GPU tier before it lands on main (bench/pending/README.md); a patch already in
-# the tree is left as it is; env.txt lists them. A patch must not change this script. PATCHES_APPLIED="...": patches
-# the caller already applied to this copy (a later call after a PATCHES one, when a series no longer reverse-applies
-# patch by patch), listed in env.txt only.
+# the tree is left as it is (a series whose last patch is in the tree is taken as in); env.txt lists them. A patch
+# must not change this script.
 # Builds go to .gpu_build/ (ignored, not carried), so a second call on the same warm machine reuses them.
 # Logs and reports under $OUT; the first lines of $OUT/env.txt name the device, versions and commit.
 set -o pipefail
@@ -41,27 +40,32 @@ SNAPSHOT_MUTANTS="interleave8_identity word_index_warp_major row_set_consecutive
 # files whose tests run CPU backends in subprocesses or check packaging: the CPU CI runs them
 CPU_ONLY=(--ignore=tests/test_mutants.py --ignore=tests/test_external_library.py --ignore=tests/test_plugin_opt_in.py
           --ignore=tests/test_mutation_survivors.py)
-apply_patch() {   # PATCH: git apply (works outside a repository), else patch(1); "already" when it is in the tree
-  if command -v git > /dev/null; then
-    if git apply --check "$1" 2> /dev/null; then git apply "$1" && echo "applied"; return; fi
-    if git apply --reverse --check "$1" 2> /dev/null; then echo "already applied"; return; fi
-  elif command -v patch > /dev/null; then
-    if patch -p1 --dry-run --batch --silent < "$1" > /dev/null 2>&1; then patch -p1 --batch --silent < "$1" && echo "applied"; return; fi
-    if patch -p1 -R --dry-run --batch --silent < "$1" > /dev/null 2>&1; then echo "already applied"; return; fi
-  fi
-  return 1
+patch_applies() {   # PATCH [reverse]: whether the patch (or its reverse) applies here: git apply, else patch(1)
+  if command -v git > /dev/null; then git apply --check ${2:+--reverse} "$1" 2> /dev/null
+  else patch -p1 --dry-run --batch --silent ${2:+-R} < "$1" > /dev/null 2>&1; fi
 }
-for patch_file in ${PATCHES:-}; do
-  if ! result=$(apply_patch "$patch_file"); then
-    echo "gpu_suite: cannot apply $patch_file to this tree (neither it nor its reverse applies)" | tee -a "$OUT/env.txt"
-    exit 2
-  fi
-  echo "# patch $patch_file: $result" | tee -a "$OUT/env.txt"
-done
+apply_patch() {     # PATCH: git apply (works outside a repository), else patch(1)
+  if command -v git > /dev/null; then git apply "$1"; else patch -p1 --batch --silent < "$1"; fi
+}
+patches=(${PATCHES:-})
+if [ ${#patches[@]} -gt 0 ] && patch_applies "${patches[-1]}" reverse; then
+  # The last patch of the series is in the tree, so the whole series is (a later call on a copy patched by an
+  # earlier one): an earlier patch of a series may neither apply nor reverse-apply once later ones are on top.
+  for patch_file in "${patches[@]}"; do echo "# patch $patch_file: already applied" | tee -a "$OUT/env.txt"; done
+else
+  for patch_file in "${patches[@]}"; do
+    if patch_applies "$patch_file" && apply_patch "$patch_file"; then result="applied"
+    elif patch_applies "$patch_file" reverse; then result="already applied"
+    else
+      echo "gpu_suite: cannot apply $patch_file to this tree (neither it nor its reverse applies)" | tee -a "$OUT/env.txt"
+      exit 2
+    fi
+    echo "# patch $patch_file: $result" | tee -a "$OUT/env.txt"
+  done
+fi
 status=0
 {
-  applied=$(echo ${PATCHES_APPLIED:-} ${PATCHES:-})   # word splitting trims the spaces
-  echo "# commit ${COMMIT:-unknown}${applied:+ + patches: $applied}; stages: $*"
+  echo "# commit ${COMMIT:-unknown}${PATCHES:+ + patches: $PATCHES}; stages: $*"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, sys, hypothesis, numpy, ml_dtypes, pytest
 print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'hypothesis',

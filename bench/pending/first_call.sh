@@ -19,15 +19,16 @@ export PYTHONPATH=/tmp/site
 PATCHES="bench/pending/gemm-loop.patch bench/pending/wgmma.patch"
 run_suite() {   # SECONDS STAGES...: bench/gpu_suite.sh on this copy, patched with $PATCHES, under a timeout
   local limit=$1; shift
-  OUT=$R COMMIT=$COMMIT PATCHES_APPLIED=$PATCHES SNAPSHOT_SRC=.snapshot/vllm-quantization SUITE_TIMEOUT=240 \
+  OUT=$R COMMIT=$COMMIT PATCHES=$PATCHES SNAPSHOT_SRC=.snapshot/vllm-quantization SUITE_TIMEOUT=240 \
     BENCH_TIMEOUT=150 timeout "$limit" bash bench/gpu_suite.sh "$@"
 }
-# The series once, here: a later gpu_suite call could not tell gemm-loop.patch is in (neither it nor its reverse
-# applies once wgmma.patch is on top), and a series does not reverse-apply as one file. So the files wgmma.patch
-# touches are saved before it is applied, and put back if configuration 6 fails its smoke test.
+# The series is applied here rather than by gpu_suite.sh (which then finds it in), because a series does not
+# reverse-apply as one file: the files wgmma.patch touches are saved between the two patches and put back if
+# configuration 6 fails its smoke test.
 WGMMA=bench/pending/wgmma.patch
 touched=$(grep '^diff --git' "$WGMMA" | awk '{print $3}' | sed 's#^a/##' | sort -u)
-git apply bench/pending/gemm-loop.patch || { echo "first_call: gemm-loop.patch does not apply" | tee "$OUT/summary.txt"; exit 2; }
+git apply bench/pending/gemm-loop.patch ||
+  { echo "first_call: gemm-loop.patch does not apply" | tee "$OUT/summary.txt"; exit 2; }
 existing=$(for f in $touched; do [ -e "$f" ] && echo "$f"; done)
 tar cf /tmp/before_wgmma.tar $existing
 git apply "$WGMMA" || { echo "first_call: wgmma.patch does not apply" | tee "$OUT/summary.txt"; exit 2; }
