@@ -12,7 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 COMMIT=${1:?usage: bash bench/pending/first_call.sh COMMIT}
-LIMIT=${LIMIT:-575}              # seconds this call may take, packing included
+LIMIT=${LIMIT:-575}              # seconds this call may take, packing included; STAGES: the stages after the smoke
 R=$OUT/r
 mkdir -p "$R"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -53,6 +53,6 @@ else
   echo "smoke: configurations 0-5 fail ($R/smoke.log); no suite" | tee "$OUT/summary.txt"
   tar czf "$OUT/all.tgz" -C "$R" . && rm -rf "$R"; exit 1
 fi
-run_suite $((LIMIT - SECONDS - 25)) suite bench ncu sanitize ||
+run_suite $((LIMIT - SECONDS - 25)) ${STAGES:-suite bench ncu sanitize} ||
   echo "gpu_suite: exit $? after ${SECONDS} s (a failed stage, or the time ran out)" | tee -a "$OUT/summary.txt"
 tar czf "$OUT/all.tgz" -C "$R" . && rm -rf "$R"
