@@ -80,6 +80,9 @@ def parent(configs: list[int]) -> int:
         print(f"FAULT case {index} {all_cases[index]}: {' '.join(error)}", flush=True)
         faults.append(index)
         start = index + 1
+    else:
+        print(f"stopped after {MAX_CHILDREN} children: cases from {start} on did not run", flush=True)
+        return 1
     if faults:
         print(f"faulting cases: {len(faults)}: {[all_cases[i] for i in faults]}", flush=True)
         first = faults[0]   # the child from there dies in that case first
@@ -94,8 +97,16 @@ def parent(configs: list[int]) -> int:
     return 1 if faults or over else 0
 
 
+def configurations(words: list[str]) -> list[int]:
+    if not words or not all(w.isdigit() for w in words):
+        print(f"fault_locate.py: CONFIG... must be configuration numbers (usage: [--from I] CONFIG...), got {words}",
+              file=sys.stderr)
+        sys.exit(2)
+    return [int(w) for w in words]
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--from":
-        child(int(sys.argv[2]), [int(c) for c in sys.argv[3:]])
+    if sys.argv[1:2] == ["--from"] and sys.argv[2:3] and sys.argv[2].isdigit():
+        child(int(sys.argv[2]), configurations(sys.argv[3:]))
     else:
-        sys.exit(parent([int(c) for c in sys.argv[1:]]))
+        sys.exit(parent(configurations(sys.argv[1:])))
