@@ -3,7 +3,6 @@
     PYTHONPATH=. python3 bench/probe_gpu.py exceptions      # which C++ throws survive a pybind call
     PYTHONPATH=. python3 bench/probe_gpu.py sweep           # GEMM time over configs x split-K counts
     PYTHONPATH=. python3 bench/probe_gpu.py one M N K [scheme [config [splits]]]   # five identical calls, for ncu
-    PYTHONPATH=. python3 bench/probe_gpu.py smoke CONFIG...   # one checked GEMM per config: a new kernel's first look
 """
 
 from __future__ import annotations
@@ -107,35 +106,5 @@ def one() -> None:
     torch.cuda.synchronize()
 
 
-def smoke() -> None:
-    """probe_gpu.py smoke CONFIG...: one GEMM per configuration and scheme (300 x 512 -> 192, bf16, two splits)
-    against the float64 reference; exits 1 naming the configurations that fail. A quick look at a new kernel before
-    the suite: one that faults or hangs shows here, under the caller's timeout, rather than as a stuck suite."""
-    import torch
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from gpu_setup import check_against_reference, make_gemm_inputs
-
-    from marlin_fast import cuda as kernels
-
-    gen = torch.Generator(device="cuda").manual_seed(5)
-    failed = set()
-    for config in (int(c) for c in sys.argv[2:]):
-        for scheme in ("channel", "group128"):
-            q, s, w_eff, _ = make_gemm_inputs(kernels, 192, 512, scheme, torch.bfloat16, gen)
-            x = torch.randn((300, 512), device="cuda", generator=gen).to(torch.bfloat16)
-            try:
-                out = kernels.marlin_gemm(x, q, s, size_n=192, size_k=512, config=config, splits=2)
-                result = check_against_reference(out, x, w_eff)
-                ok = result <= 1
-            except (RuntimeError, ValueError) as exc:   # a refused configuration, a launch failure
-                result, ok = exc, False
-            print(f"config {config} {scheme}: {'ok' if ok else 'FAIL'} ({result})", flush=True)
-            if not ok:
-                failed.add(config)
-    if failed:
-        raise SystemExit(f"probe_gpu smoke: configurations {sorted(failed)} fail")
-
-
 if __name__ == "__main__":
-    {"exceptions": exceptions, "sweep": sweep, "one": one, "smoke": smoke}[sys.argv[1]]()
+    {"exceptions": exceptions, "sweep": sweep, "one": one}[sys.argv[1]]()
