@@ -80,6 +80,11 @@ struct Tiling {
 
 __device__ inline int swizzle_b(int chunk) { return chunk ^ ((chunk >> 3) & 1); }
 
+// A single-permuted [N] vector (channel scales, bias; §2.4) seen from lane q of a warp's 64-column
+// tile: the 16-bit pair of fragment sub-tile jj (columns 8jj + 2q, +1) is 32-bit word pair_word(jj)
+// counted from element 8q, i.e. element 8q + 2(jj % 4) + 32(jj >= 4).
+__device__ inline int pair_word(int jj) { return (jj < 4 ? 0 : 16) + jj % 4; }
+
 template <typename T, int SCHEME, int CONFIG>
 __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFIG, SCHEME>::kMinBlocks)
     marlin_gemm_kernel(const GemmArgs p) {
@@ -115,32 +120,24 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
   const int n_tiles = p.N / kTileN;
   const bool n_ok = n_blk0 / kTileN + wn < n_tiles;  // the last block may overhang N (N % 64 == 0 only)
 
-  // ---- A rows this thread copies (fixed for all stages) ----
-  const T* a_src[Tl::A_ITERS];
-  int a_dst[Tl::A_ITERS];
-  int a_chunk[Tl::A_ITERS];
-  bool a_ok[Tl::A_ITERS];
+  // ---- A rows this thread copies (fixed for all stages): the source row, or -1 for a zero-filled row ----
+  // Only the row is kept (one register per copy); the chunk and its swizzled slot are recomputed from
+  // tid at each stage, so the large tiles keep their registers for the accumulators.
+  int a_row[Tl::A_ITERS];
 #pragma unroll
   for (int i = 0; i < Tl::A_ITERS; ++i) {
     const int v = tid + i * Tl::kThreads;
-    const int r = v / Tl::A_CHUNKS, c = v % Tl::A_CHUNKS;
-    int row = 0;
-    bool ok = v < BM * Tl::A_CHUNKS;
-    if (ok) {
+    const int r = v / Tl::A_CHUNKS;
+    int row = -1;
+    if (v < BM * Tl::A_CHUNKS) {
       if (p.sorted_ids) {
         const int sid = p.sorted_ids[mblk * BM + r];
-        ok = sid >= 0;
-        row = ok ? sid / p.top_k : 0;
+        row = sid >= 0 ? sid / p.top_k : -1;
       } else {
-        row = mblk * BM + r;
-        ok = row < p.M;
-        row = ok ? row : 0;
+        row = mblk * BM + r < p.M ? mblk * BM + r : -1;
       }
     }
-    a_src[i] = reinterpret_cast<const T*>(p.a) + row * p.lda + c * 8;
-    a_dst[i] = r * Tl::A_CHUNKS + (c ^ (r & 7));
-    a_chunk[i] = c;
-    a_ok[i] = ok && (v < BM * Tl::A_CHUNKS);
+    a_row[i] = row;
   }
   // ---- B vectors this thread copies (cp.async path): fixed tile/chunk, moving by KC rows a stage ----
   constexpr int B_ITERS = Tl::B_VECS / Tl::kThreads;
@@ -173,8 +170,10 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
     for (int i = 0; i < Tl::A_ITERS; ++i) {
       const int v = tid + i * Tl::kThreads;
       if (v < BM * Tl::A_CHUNKS) {
-        const bool ok = a_ok[i] && (2 * k0 + a_chunk[i] < 2 * ksteps);
-        cp_async16(as + a_dst[i], ok ? a_src[i] + k0 * kTileK : p.a, ok);
+        const int r = v / Tl::A_CHUNKS, c = v % Tl::A_CHUNKS;
+        const bool ok = a_row[i] >= 0 && (2 * k0 + c < 2 * ksteps);
+        const T* src = reinterpret_cast<const T*>(p.a) + a_row[i] * p.lda + k0 * kTileK + c * 8;
+        cp_async16(as + r * Tl::A_CHUNKS + (c ^ (r & 7)), ok ? src : p.a, ok);
       }
     }
     int4* bs = reinterpret_cast<int4*>(base + Tl::A_BYTES);
@@ -368,29 +367,15 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
   const bool owner = wk == 0;
   const int n_warp0 = n_blk0 + wn * 64;
 
-  // Channel-wise: acc *= float(F), F = S * 2^beta (single-permuted, lane q reads 8 at 8q and 8q + 32).
-  if constexpr (SCHEME == kSchemeChannel) {
-    if (owner && n_ok) {
-      const T* fs = reinterpret_cast<const T*>(sc) + n_warp0;
-      const int4 f0 = *reinterpret_cast<const int4*>(fs + 8 * q);
-      const int4 f1 = *reinterpret_cast<const int4*>(fs + 32 + 8 * q);
-      const uint32_t fw[8] = {(uint32_t)f0.x, (uint32_t)f0.y, (uint32_t)f0.z, (uint32_t)f0.w,
-                              (uint32_t)f1.x, (uint32_t)f1.y, (uint32_t)f1.z, (uint32_t)f1.w};
-#pragma unroll
-      for (int jj = 0; jj < 8; ++jj) {
-        const int j = jj / 2, h = jj % 2;
-        const T2 f = Act<T>::from_bits(fw[(j < 2 ? 0 : 4) + 2 * (j % 2) + h]);
-        const float f_lo = Act<T>::to_float(f.x), f_hi = Act<T>::to_float(f.y);
-#pragma unroll
-        for (int mb = 0; mb < MB; ++mb) {
-          acc[mb][jj][0] *= f_lo;
-          acc[mb][jj][1] *= f_hi;
-          acc[mb][jj][2] *= f_lo;
-          acc[mb][jj][3] *= f_hi;
-        }
-      }
-    }
-  }
+  // Channel-wise: acc *= float(F), F = S * 2^beta, before any cross-block reduction (§3.2 A): in place
+  // when the block owns its whole k range, in the partial store when it does not.  Each pair of F is
+  // read where it is used: eight words held beside the accumulators made the 64-row tiles spill.
+  auto channel_factor = [&](int jj) -> float2 {   // the address is rebuilt at each use: two registers
+    const T* lane_scales = reinterpret_cast<const T*>(sc) + n_warp0 + 8 * q;
+    const T2 f = Act<T>::from_bits(__ldg(reinterpret_cast<const uint32_t*>(lane_scales) + pair_word(jj)));
+    return make_float2(Act<T>::to_float(f.x), Act<T>::to_float(f.y));
+  };
+  constexpr bool kChannel = SCHEME == kSchemeChannel;
 
   // ---- split-K: the last block of a tile sums all partials in split order ----
   if (p.splits > 1) {
@@ -400,11 +385,13 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
     const long long tile_base = static_cast<long long>(tile) * p.splits;
     if (owner) {
 #pragma unroll
-      for (int mb = 0; mb < MB; ++mb)
+      for (int jj = 0; jj < 8; ++jj) {
+        const float2 f = kChannel && n_ok ? channel_factor(jj) : make_float2(1.f, 1.f);
 #pragma unroll
-        for (int jj = 0; jj < 8; ++jj)
+        for (int mb = 0; mb < MB; ++mb)
           part[((tile_base + split) * kWarpsMN + wmn) * MB * 8 * kWarp + (mb * 8 + jj) * kWarp + lane] =
-              make_float4(acc[mb][jj][0], acc[mb][jj][1], acc[mb][jj][2], acc[mb][jj][3]);
+              make_float4(acc[mb][jj][0] * f.x, acc[mb][jj][1] * f.y, acc[mb][jj][2] * f.x, acc[mb][jj][3] * f.y);
+      }
     }
     __threadfence();
     __syncthreads();
@@ -413,41 +400,58 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
     if (!s_is_last) return;
     __threadfence();
     if (owner) {
-#pragma unroll 1
-      for (int s = 0; s < p.splits; ++s) {
+      // Sum in split order: split 0's partial replaces the accumulators (every block wrote its own), the
+      // others add to them.  Peeled so that the old accumulators die at the first load.
+      const float4* tile_part = part + (tile_base * kWarpsMN + wmn) * MB * 8 * kWarp + lane;
 #pragma unroll
-        for (int mb = 0; mb < MB; ++mb)
+      for (int mb = 0; mb < MB; ++mb)
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj) {
+          const float4 v = __ldcg(tile_part + (mb * 8 + jj) * kWarp);
+          acc[mb][jj][0] = v.x;
+          acc[mb][jj][1] = v.y;
+          acc[mb][jj][2] = v.z;
+          acc[mb][jj][3] = v.w;
+        }
+#pragma unroll 1
+      for (int s = 1; s < p.splits; ++s) {
+        const float4* split_part = tile_part + static_cast<long long>(s) * kWarpsMN * MB * 8 * kWarp;
+#pragma unroll
+        for (int mb = 0; mb < MB; ++mb) {
 #pragma unroll
           for (int jj = 0; jj < 8; ++jj) {
-            const float4 v =
-                __ldcg(&part[((tile_base + s) * kWarpsMN + wmn) * MB * 8 * kWarp + (mb * 8 + jj) * kWarp + lane]);
-            if (s == 0) {
-              acc[mb][jj][0] = v.x;
-              acc[mb][jj][1] = v.y;
-              acc[mb][jj][2] = v.z;
-              acc[mb][jj][3] = v.w;
-            } else {
-              acc[mb][jj][0] += v.x;
-              acc[mb][jj][1] += v.y;
-              acc[mb][jj][2] += v.z;
-              acc[mb][jj][3] += v.w;
-            }
+            const float4 v = __ldcg(split_part + (mb * 8 + jj) * kWarp);
+            acc[mb][jj][0] += v.x;
+            acc[mb][jj][1] += v.y;
+            acc[mb][jj][2] += v.z;
+            acc[mb][jj][3] += v.w;
           }
+        }
       }
     }
     if (tid == 0) p.counters[tile] = 0;  // ready for the next launch on this stream
+  } else if (kChannel && owner && n_ok) {
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj) {
+      const float2 f = channel_factor(jj);
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb) {
+        acc[mb][jj][0] *= f.x;
+        acc[mb][jj][1] *= f.y;
+        acc[mb][jj][2] *= f.x;
+        acc[mb][jj][3] *= f.y;
+      }
+    }
   }
   if (!owner || !n_ok) return;
 
   // ---- epilogue ----
-  uint32_t bias_w[8];
-  if (p.bias) {
-    const T* bs = reinterpret_cast<const T*>(p.bias) + expert * p.bias_expert_stride + n_warp0;
-    const int4 b0 = *reinterpret_cast<const int4*>(bs + 8 * q);
-    const int4 b1 = *reinterpret_cast<const int4*>(bs + 32 + 8 * q);
-    bias_w[0] = b0.x; bias_w[1] = b0.y; bias_w[2] = b0.z; bias_w[3] = b0.w;
-    bias_w[4] = b1.x; bias_w[5] = b1.y; bias_w[6] = b1.z; bias_w[7] = b1.w;
-  }
+  // Bias pairs (single-permuted like channel scales) are read where they are added, L1 hits after the
+  // first row, not held in eight registers (spills).
+  const uint32_t* bias_pairs =
+      p.bias ? reinterpret_cast<const uint32_t*>(reinterpret_cast<const T*>(p.bias) + expert * p.bias_expert_stride +
+                                                 n_warp0 + 8 * q)
+             : nullptr;
   T* out = reinterpret_cast<T*>(p.c);
 #pragma unroll
   for (int mb = 0; mb < MB; ++mb) {
@@ -471,9 +475,8 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
       }
 #pragma unroll
       for (int jj = 0; jj < 8; ++jj) {
-        const int j = jj / 2, h = jj % 2;
         T2 v = Act<T>::from_float2(acc[mb][jj][2 * half_row], acc[mb][jj][2 * half_row + 1]);
-        if (p.bias) v = __hadd2(v, Act<T>::from_bits(bias_w[(j < 2 ? 0 : 4) + 2 * (j % 2) + h]));
+        if (bias_pairs) v = __hadd2(v, Act<T>::from_bits(__ldg(bias_pairs + pair_word(jj))));
         if (p.topk_weights) v = __hmul2(v, topk);
         *reinterpret_cast<T2*>(out + static_cast<long long>(row) * p.N + n_warp0 + 8 * jj + 2 * q) = v;
       }

@@ -30,6 +30,15 @@ def _one_hot_case(scheme, dtype, rows, *, bias=False, seed=0, size_k=512, size_n
     return layer, hot, one_hot_activations(hot, size_k, dtype)
 
 
+def test_the_config_count_is_the_extensions():
+    # NUM_CONFIGS drives the every-config tests: one the extension gained would go untested, one it lost would fail
+    # as a bad argument. block_m is -1 for a config that does not exist.
+    from marlin_fast import _ext
+
+    block_m = [_ext.load().gemm_config_block_m(c) for c in range(NUM_CONFIGS + 1)]
+    assert min(block_m[:-1]) > 0 and block_m[-1] == -1, f"NUM_CONFIGS = {NUM_CONFIGS}, block_m per config {block_m}"
+
+
 @pytest.mark.parametrize("splits", [None, 1, 3])
 @pytest.mark.parametrize("config", range(NUM_CONFIGS))
 @pytest.mark.parametrize("scheme, dtype", SCHEMES)
