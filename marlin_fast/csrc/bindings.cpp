@@ -228,6 +228,11 @@ Failure check_gemm(const char* fn, const torch::Tensor& a, const torch::Tensor& 
   CHECK_VALUE(a.size(0) <= 1 || (a.stride(0) % 8 == 0 && a.stride(0) >= size_k), fn, ": a.stride(0)=", a.stride(0),
               " must be a multiple of 8 and >= size_k=", size_k);
   RETURN_IF_FAILED(check_aligned16(fn, "a", a));
+  // The kernel addresses A and one expert's weight with 32-bit offsets in 16-byte vectors (gemm_kernel.cuh).
+  CHECK_VALUE(a.size(0) <= 1 || a.size(0) * a.stride(0) / 8 < (int64_t{1} << 32), fn, ": a spans ",
+              a.size(0) * a.stride(0), " elements (M * a.stride(0)); must be < 2^35 (the kernel's 32-bit offsets)");
+  CHECK_VALUE(size_k / kTileK * size_n < (int64_t{1} << 32), fn, ": size_k * size_n = ", size_k * size_n,
+              " must be < 2^36 (the kernel's 32-bit offsets)");
 
   CHECK_TYPE(b_q_weight.scalar_type() == torch::kInt32, fn, ": b_q_weight.dtype=", b_q_weight.scalar_type(),
              " must be torch.int32");

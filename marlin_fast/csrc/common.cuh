@@ -60,15 +60,14 @@ __device__ inline void dequant_fp8x4(uint32_t w, uint32_t& first, uint32_t& seco
 
 // ---------------------------------------------------------------------------------------------------
 // Async copies (sm_80+).  src_bytes = 0 zero-fills the 16 destination bytes without reading global memory.
-__device__ inline void cp_async16(void* smem_dst, const void* gmem_src, bool valid) {
-  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+// The destination is a shared-window address (smem_addr): kernels convert their shared base once, not per copy.
+__device__ inline void cp_async16(uint32_t dst, const void* gmem_src, bool valid) {
   const int src_bytes = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src), "r"(src_bytes));
 }
 
 // Streaming weights are read exactly once: tell L2 to evict them first so activations stay resident.
-__device__ inline void cp_async16_stream(void* smem_dst, const void* gmem_src, uint64_t policy) {
-  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem_dst));
+__device__ inline void cp_async16_stream(uint32_t dst, const void* gmem_src, uint64_t policy) {
   asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem_src),
                "l"(policy));
 }
@@ -147,9 +146,22 @@ __device__ inline void bulk_copy_g2s(void* smem_dst, const void* gmem_src, uint3
 #endif
 }
 
-// ldmatrix x4: the four 8x8 b16 matrices of an m16k16 A fragment (a0..a3 in mma order).
-__device__ inline void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
-  const uint32_t addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_row));
+// 16 bytes from a shared-window address.  volatile: stays between the barriers around it, like the copies.
+__device__ inline int4 lds128(uint32_t addr) {
+  int4 v;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+
+__device__ inline uint2 lds64(uint32_t addr) {
+  uint2 v;
+  asm volatile("ld.shared.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr));
+  return v;
+}
+
+// ldmatrix x4: the four 8x8 b16 matrices of an m16k16 A fragment (a0..a3 in mma order); addr: the lane's row,
+// a shared-window address.
+__device__ inline void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));

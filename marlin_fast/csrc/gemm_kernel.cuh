@@ -24,6 +24,8 @@
 #include "common.cuh"
 #include "launch.h"
 
+#include <type_traits>
+
 namespace marlin_fast {
 
 template <int SCHEME>
@@ -78,6 +80,14 @@ struct Tiling {
   static_assert(stage_fits_groups(KC * kTileK, kGroup), "stages must align with scale groups");
 };
 
+// bench/sass_report.py counts the instructions of a steady-state stage in the SASS.  It compiles with
+// MARLIN_SASS_STEADY_STATE=1, which turns the pipeline's tail loop into a trap where a steady loop exists (the
+// small tiles), so that the only loop of mma is the steady one.  Never defined in a build that runs.
+#ifndef MARLIN_SASS_STEADY_STATE
+#define MARLIN_SASS_STEADY_STATE 0
+#endif
+constexpr bool kSteadyStateOnly = MARLIN_SASS_STEADY_STATE != 0;
+
 __device__ inline int swizzle_b(int chunk) { return chunk ^ ((chunk >> 3) & 1); }
 
 // A single-permuted [N] vector (channel scales, bias; §2.4) seen from lane q of a warp's 64-column
@@ -115,21 +125,44 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
 
   const int expert = p.expert_ids ? p.expert_ids[mblk] : 0;
   const int4* bq = reinterpret_cast<const int4*>(p.b) + expert * (p.b_expert_stride / 4);
+  // Opaque, so that a copy's address is one IMAD.WIDE from it (the compiler otherwise re-adds the expert's
+  // offset to every 32-bit offset of the large tiles' copies in 64 bits: four more instructions each).
+  asm volatile("" : "+l"(bq));
   const unsigned char* sc = reinterpret_cast<const unsigned char*>(p.scales) + expert * p.s_expert_stride * ES;
   const int n_blk0 = nblk * BN;
   const int n_tiles = p.N / kTileN;
   const bool n_ok = n_blk0 / kTileN + wn < n_tiles;  // the last block may overhang N (N % 64 == 0 only)
 
-  // ---- A rows this thread copies (fixed for all stages): the source row, or -1 for a zero-filled row ----
-  // Only the row is kept (one register per copy); the chunk and its swizzled slot are recomputed from
-  // tid at each stage, so the large tiles keep their registers for the accumulators.
-  int a_row[Tl::A_ITERS];
+  // ---- what this thread copies at every stage ----
+  // A stage wholly inside K, of a block wholly inside N (every stage but a K tail, in every block but an N
+  // tail), copies with no bounds test: `whole` below is one block-uniform test a stage.  Small tiles (the
+  // decode configurations, 16-32 rows) keep a running global pointer and the shared offset of each copy, so
+  // a whole stage's copy is one cp.async and one 64-bit add each; the large tiles keep one register per copy
+  // (the A row) and rebuild the rest, so that their registers go to the accumulators (they spilled).
+  constexpr bool kKeepAddresses = MB * Tl::WM <= 2;
+  // The small tiles also get a steady loop (below) and whole-stage paths without tests.  The large tiles run
+  // the tested path only: a second copy of the loop made ptxas spill their 255 registers (4-20 bytes).
+  constexpr bool kSteadyLoop = kKeepAddresses;
+  constexpr int A_ITERS = Tl::A_ITERS;
+  constexpr int A_COPIES = BM * Tl::A_CHUNKS;                   // 16-byte A chunks a stage
+  constexpr bool kAllCopyA = A_COPIES % Tl::kThreads == 0;      // every thread copies A_ITERS chunks
+  constexpr int B_ITERS = Tl::B_VECS / Tl::kThreads;
+  uint32_t smem_base = smem_addr(smem);
+  asm volatile("" : "+r"(smem_base));  // kept, not rebuilt from SR_CgaCtaId at every stage
+  const bool n_full = n_blk0 / kTileN + WN <= n_tiles;          // no tile of this block overhangs N
+  // A: where copy i reads at stage 0 (row 0 for a zero-filled row, which reads nothing: src-size 0) and whether
+  // it has a source row (bit i of a_valid).  The small tiles keep a pointer and the swizzled shared offset; the
+  // large ones a 32-bit offset in 16-byte vectors from p.a (check_gemm keeps A under 2^32 vectors), one register.
+  uint32_t a_valid = 0;
+  const T* a_src[kKeepAddresses ? A_ITERS : 1];
+  uint32_t a_dst[kKeepAddresses ? A_ITERS : 1];
+  uint32_t a_vec[kKeepAddresses ? 1 : A_ITERS];
 #pragma unroll
-  for (int i = 0; i < Tl::A_ITERS; ++i) {
+  for (int i = 0; i < A_ITERS; ++i) {
     const int v = tid + i * Tl::kThreads;
-    const int r = v / Tl::A_CHUNKS;
+    const int r = v / Tl::A_CHUNKS, c = v % Tl::A_CHUNKS;
     int row = -1;
-    if (v < BM * Tl::A_CHUNKS) {
+    if (kAllCopyA || v < A_COPIES) {
       if (p.sorted_ids) {
         const int sid = p.sorted_ids[mblk * BM + r];
         row = sid >= 0 ? sid / p.top_k : -1;
@@ -137,23 +170,32 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
         row = mblk * BM + r < p.M ? mblk * BM + r : -1;
       }
     }
-    a_row[i] = row;
+    a_valid |= (row >= 0 ? 1u : 0u) << i;
+    const long long at_k0 = (row >= 0 ? row * p.lda : 0) + c * 8;  // elements from p.a at k = 0
+    if constexpr (kKeepAddresses) {
+      a_src[i] = reinterpret_cast<const T*>(p.a) + at_k0 + static_cast<long long>(st0) * KC * kTileK;
+      a_dst[i] = (r * Tl::A_CHUNKS + (c ^ (r & 7))) * 16;
+    } else {
+      a_vec[i] = static_cast<uint32_t>(at_k0 / 8);  // lda is a multiple of 8 (check_gemm)
+    }
   }
-  // ---- B vectors this thread copies (cp.async path): fixed tile/chunk, moving by KC rows a stage ----
-  constexpr int B_ITERS = Tl::B_VECS / Tl::kThreads;
-  constexpr bool kKeepBAddresses = MB * Tl::WM <= 2;   // small accumulators leave registers to spare
 #define B_ROW(i) ((tid + (i) * Tl::kThreads) / (WN * 64))  // k16 row of the stage
-  const int4* b_src[kKeepBAddresses ? B_ITERS : 1];
-  int b_dst[kKeepBAddresses ? B_ITERS : 1];
-  bool b_ok[kKeepBAddresses ? B_ITERS : 1];
+  const int4* b_src[kKeepAddresses ? B_ITERS : 1];              // vector c of tile (kl, j) at stage s
+  uint32_t b_dst[kKeepAddresses ? B_ITERS : 1];                 // its byte offset in a stage slot
+  bool b_ok[kKeepAddresses ? B_ITERS : 1];                      // tile j lies inside N
 #pragma unroll
-  for (int i = 0; i < (kKeepBAddresses ? B_ITERS : 0); ++i) {
+  for (int i = 0; i < (kKeepAddresses ? B_ITERS : 0); ++i) {
     const int v = tid + i * Tl::kThreads;
     const int kl = v / (WN * 64), j = (v / 64) % WN, c = v % 64;
     b_ok[i] = n_blk0 / 64 + j < n_tiles;
     b_src[i] = bq + (static_cast<long long>(st0) * KC + kl) * p.N + (n_blk0 / 64 + j) * 64 + c;
-    b_dst[i] = (kl * WN + j) * 64 + swizzle_b(c);
+    b_dst[i] = Tl::A_BYTES + ((kl * WN + j) * 64 + swizzle_b(c)) * 16;
   }
+  const long long b_stage_step = static_cast<long long>(KC) * p.N;  // int4 vectors from one stage to the next
+  // Stages [0, whole_k) of this block lie wholly inside K (one test a stage, not one a copy or a k-step); the
+  // copies need no test in stages [0, whole_copy): wholly inside K, of a block wholly inside N.
+  const int whole_k = max(0, min(nst, ksteps / KC - st0));
+  const int whole_copy = n_full ? whole_k : 0;
   const uint64_t policy = evict_first_policy();
   if constexpr (Tl::TMA) {
     if (tid == 0) {
@@ -162,26 +204,32 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
     __syncthreads();
   }
 
-  auto load_stage = [&](int s, int slot) {
-    unsigned char* base = smem + slot * Tl::STAGE_BYTES;
-    const int k0 = (st0 + s) * KC;  // first k16 step of the stage
-    int4* as = reinterpret_cast<int4*>(base);
+  // The copies of a stage (first k16 step k0) into a slot; WHOLE (a std::bool_constant): no bounds tests.
+  auto copy_stage = [&](int k0, int slot, auto whole) {
+    constexpr bool WHOLE = decltype(whole)::value;
+    const uint32_t slot_base = smem_base + slot * Tl::STAGE_BYTES;
 #pragma unroll
-    for (int i = 0; i < Tl::A_ITERS; ++i) {
+    for (int i = 0; i < A_ITERS; ++i) {
       const int v = tid + i * Tl::kThreads;
-      if (v < BM * Tl::A_CHUNKS) {
-        const int r = v / Tl::A_CHUNKS, c = v % Tl::A_CHUNKS;
-        const bool ok = a_row[i] >= 0 && (2 * k0 + c < 2 * ksteps);
-        const T* src = reinterpret_cast<const T*>(p.a) + a_row[i] * p.lda + k0 * kTileK + c * 8;
-        cp_async16(as + r * Tl::A_CHUNKS + (c ^ (r & 7)), ok ? src : p.a, ok);
+      if (kAllCopyA || v < A_COPIES) {
+        const int c = v % Tl::A_CHUNKS;
+        const bool ok = ((a_valid >> i) & 1u) && (WHOLE || 2 * k0 + c < 2 * ksteps);
+        // the source address is in bounds in a whole stage even for a zero-filled row (row 0)
+        if constexpr (kKeepAddresses) {
+          cp_async16(slot_base + a_dst[i], WHOLE || ok ? a_src[i] : p.a, ok);
+        } else {
+          const int r = v / Tl::A_CHUNKS;
+          const int4* src = reinterpret_cast<const int4*>(p.a) + (a_vec[i] + 2u * k0);
+          cp_async16(slot_base + (r * Tl::A_CHUNKS + (c ^ (r & 7))) * 16, WHOLE || ok ? src : p.a, ok);
+        }
       }
     }
-    int4* bs = reinterpret_cast<int4*>(base + Tl::A_BYTES);
     if constexpr (Tl::TMA) {
       // One bulk copy per k16 row: the block's WN tiles of that row are contiguous (1 KB each).
       if (tid == 0) {
-        const int rows = min(KC, ksteps - k0);
-        const int tiles = min(WN, n_tiles - n_blk0 / 64);
+        const int rows = WHOLE ? KC : min(KC, ksteps - k0);
+        const int tiles = WHOLE ? WN : min(WN, n_tiles - n_blk0 / 64);
+        int4* bs = reinterpret_cast<int4*>(smem + slot * Tl::STAGE_BYTES + Tl::A_BYTES);
         fence_proxy_async();  // the slot's previous contents were read (generic proxy) before the barrier
         mbar_expect_tx(&s_full[slot], static_cast<uint32_t>(rows * tiles * 1024));
         for (int kl = 0; kl < rows; ++kl) {
@@ -190,31 +238,55 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
         }
       }
     } else {
-      const int rows_left = ksteps - k0;               // k16 rows of this stage inside K
-      const long long stage_offset = static_cast<long long>(s) * KC * p.N;
+      const int rows_left = ksteps - k0;  // k16 rows of this stage inside K
 #pragma unroll
       for (int i = 0; i < B_ITERS; ++i) {
-        if constexpr (kKeepBAddresses) {
-          if (b_ok[i] && B_ROW(i) < rows_left) cp_async16_stream(bs + b_dst[i], b_src[i] + stage_offset, policy);
-        } else {  // large tiles: registers go to the accumulators, recompute the addresses
+        if constexpr (kKeepAddresses) {
+          if (WHOLE || (b_ok[i] && B_ROW(i) < rows_left)) cp_async16_stream(slot_base + b_dst[i], b_src[i], policy);
+        } else {
+          // 32-bit offset in 16-byte vectors: check_gemm keeps one expert's weight under 2^32 of them
           const int v = tid + i * Tl::kThreads;
           const int kl = v / (WN * 64), j = (v / 64) % WN, c = v % 64;
-          if (kl < rows_left && n_blk0 / 64 + j < n_tiles) {
-            cp_async16_stream(bs + (kl * WN + j) * 64 + swizzle_b(c),
-                              bq + static_cast<long long>(k0 + kl) * p.N + (n_blk0 / 64 + j) * 64 + c, policy);
+          if (WHOLE || (kl < rows_left && n_blk0 / 64 + j < n_tiles)) {
+            const uint32_t vec = static_cast<uint32_t>(k0 + kl) * static_cast<uint32_t>(p.N) +
+                                 static_cast<uint32_t>((n_blk0 / 64 + j) * 64 + c);
+            cp_async16_stream(slot_base + Tl::A_BYTES + ((kl * WN + j) * 64 + swizzle_b(c)) * 16, bq + vec, policy);
           }
         }
       }
     }
     if constexpr (SCHEME != kSchemeChannel) {
       constexpr int kRowVecs = BN * ES / 16;
-      int4* ss = reinterpret_cast<int4*>(base + Tl::A_BYTES + Tl::B_BYTES);
-      for (int v = tid; v < SR * kRowVecs; v += Tl::kThreads) {
-        const int r = v / kRowVecs, c = v % kRowVecs;
-        const int g = k0 * kTileK / GROUP + r;
-        const bool ok = g < p.G && n_blk0 + c * 16 / ES < p.N;
-        cp_async16(ss + v, ok ? sc + (static_cast<long long>(g) * p.N + n_blk0) * ES + c * 16 : sc, ok);
+      constexpr int kScaleIters = (SR * kRowVecs + Tl::kThreads - 1) / Tl::kThreads;
+      const uint32_t ss = slot_base + Tl::A_BYTES + Tl::B_BYTES;
+#pragma unroll
+      for (int it = 0; it < kScaleIters; ++it) {  // a fixed count: no loop for the few threads that copy
+        const int v = tid + it * Tl::kThreads;
+        if (v < SR * kRowVecs) {
+          const int r = v / kRowVecs, c = v % kRowVecs;
+          const int g = k0 * kTileK / GROUP + r;
+          const bool ok = g < p.G && n_blk0 + c * 16 / ES < p.N;
+          cp_async16(ss + v * 16, ok ? sc + (static_cast<long long>(g) * p.N + n_blk0) * ES + c * 16 : sc, ok);
+        }
       }
+    }
+  };
+  // Stages are loaded in order, once each: the running pointers move one stage after every load.
+  // STEADY (a std::bool_constant): the caller knows the stage is whole (s < whole_copy).
+  auto load_stage = [&](int s, int slot, auto steady) {
+    const int k0 = (st0 + s) * KC;  // first k16 step of the stage
+    if (decltype(steady)::value || s < whole_copy) {
+      copy_stage(k0, slot, std::true_type{});
+    } else if constexpr (kSteadyStateOnly) {
+      __trap();  // bench/sass_report.py: a steady-state stage copies a whole stage
+    } else {
+      copy_stage(k0, slot, std::false_type{});
+    }
+    if constexpr (kKeepAddresses) {
+#pragma unroll
+      for (int i = 0; i < A_ITERS; ++i) a_src[i] += KC * kTileK;
+#pragma unroll
+      for (int i = 0; i < B_ITERS; ++i) b_src[i] += b_stage_step;
     }
   };
 
@@ -226,110 +298,149 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[mb][jj][e] = 0.f;
 
-  auto compute_stage = [&](int slot, int k0) {
-    const unsigned char* base = smem + slot * Tl::STAGE_BYTES;
-    const int4* as = reinterpret_cast<const int4*>(base);
-    const int4* bs = reinterpret_cast<const int4*>(base + Tl::A_BYTES);
-    const unsigned char* ss = base + Tl::A_BYTES + Tl::B_BYTES;
+  // The lane's fragments in slot 0 (a slot adds STAGE_BYTES, a k-step of B WN KB): its two 16-byte chunks of B
+  // tile (wk*U, wn), stored at swizzle_b(c) by cp.async (read odd chunk first on lanes 4-7 of each 8-lane phase
+  // when the bulk copies stored them verbatim, so two loads of a phase hit distinct banks); its ldmatrix row of
+  // A per (row block, k-step), kept by the small tiles and rebuilt by the large ones.
+  const int odd_first = Tl::TMA ? (lane >> 2) & 1 : 0;
+  const uint32_t b_tile = smem_base + Tl::A_BYTES + (wk * U * WN + wn) * 1024;
+  uint32_t b_first = b_tile + (Tl::TMA ? 2 * lane + odd_first : swizzle_b(2 * lane)) * 16;
+  uint32_t b_second = b_tile + (Tl::TMA ? 2 * lane + 1 - odd_first : swizzle_b(2 * lane + 1)) * 16;
+  // Opaque to the compiler, so that the small tiles keep the two addresses (ptxas would rebuild them from the
+  // lane at every stage: seven instructions); the large tiles need the registers for the accumulators.
+  if constexpr (kKeepAddresses) asm volatile("" : "+r"(b_first), "+r"(b_second));
+  // The lane's 8 scales of a stage's scale row (group 128, MX: row kl / 2 adds kl / 2 * BN bytes).
+  [[maybe_unused]] const uint32_t s_lane = smem_base + Tl::A_BYTES + Tl::B_BYTES + (wn * 64 + 8 * c8) * ES;
+  auto a_frag_addr = [&](int mb, int i) -> uint32_t {
+    const int row = (wm * MB + mb) * 16 + (lane % 16);
+    const int chunk = 2 * (wk * U + i) + lane / 16;
+    return smem_base + (row * Tl::A_CHUNKS + (chunk ^ (row & 7))) * 16;
+  };
+  uint32_t a_frag[kKeepAddresses ? MB : 1][kKeepAddresses ? U : 1];
+#pragma unroll
+  for (int mb = 0; mb < (kKeepAddresses ? MB : 0); ++mb)
+#pragma unroll
+    for (int i = 0; i < U; ++i) a_frag[mb][i] = a_frag_addr(mb, i);
+
+  // STEADY: the caller knows the stage is whole and the block wholly inside N (s < whole_copy).
+  auto compute_stage = [&](int slot, int s, auto steady) {
+    constexpr bool STEADY = decltype(steady)::value;
+    if (!STEADY && !n_ok) return;  // this warp's 64 columns lie beyond N: nothing of them was copied
+    const int k0 = (st0 + s) * KC;
+    const uint32_t slot_off = slot * Tl::STAGE_BYTES;
     // Group-128 stages lie inside one group (SR == 1): read and pair up the 8 scales once per stage.
-    uint32_t group_scale[8];
+    [[maybe_unused]] uint32_t group_scale[8];
     if constexpr (SCHEME == kSchemeGroup128) {
       static_assert(SR == 1, "a stage spans one 128-group");
-      const int4 sv = *reinterpret_cast<const int4*>(ss + (wn * 64 + 8 * c8) * ES);
+      const int4 sv = lds128(s_lane + slot_off);
       const uint32_t sw[4] = {(uint32_t)sv.x, (uint32_t)sv.y, (uint32_t)sv.z, (uint32_t)sv.w};
 #pragma unroll
       for (int jj = 0; jj < 8; ++jj) group_scale[jj] = __byte_perm(sw[jj / 2], 0, (jj % 2) ? 0x3232 : 0x1010);
     }
-    uint32_t mx_scale[8];  // MX: one 32-group per two k16 steps (U is even, so pairs never straddle)
-#pragma unroll
-    for (int i = 0; i < U; ++i) {
-      const int kl = wk * U + i;
+    // MX: one 32-group per two k16 steps (U is even, so pairs never straddle).  8 e8m0 bytes at 8*c8: word j/2,
+    // byte (j%2) + 2h scales sub-tile jj = 2j + h (§2.7, §2.14); e8m0 byte b -> bf16 bits b << 7 = 2^(b-127)
+    // (b = 0 -> +0, b = 255 -> +inf, §3.1), paired: b * 0x00800080 = (b << 7) | (b << 23).
+    [[maybe_unused]] uint32_t mx_scale[8];
+    auto k_step = [&](int i) {
       if constexpr (SCHEME == kSchemeMx32) {
         static_assert(U % 2 == 0 && GROUP == 2 * kTileK, "MX scale rows cover k16-step pairs");
         if (i % 2 == 0) {
-          // 8 e8m0 bytes at 8*c8: word j/2, byte (j%2) + 2h scales sub-tile (j, h) (§2.7, §2.14).
-          // e8m0 byte b -> bf16 bits b << 7 = 2^(b-127); b = 0 -> +0, b = 255 -> +inf (§3.1).
-          const uint2 sv = *reinterpret_cast<const uint2*>(ss + (kl / 2) * BN + wn * 64 + 8 * c8);
+          const uint2 raw = lds64(s_lane + slot_off + (wk * U + i) / 2 * BN);
 #pragma unroll
           for (int jj = 0; jj < 8; ++jj) {
             const int j = jj / 2, h = jj % 2;
-            const uint32_t e = ((j < 2 ? sv.x : sv.y) >> (8 * ((j % 2) + 2 * h))) & 0xFFu;
-            mx_scale[jj] = (e << 7) | (e << 23);
+            mx_scale[jj] = __byte_perm(j < 2 ? raw.x : raw.y, 0, 0x4440 | ((j % 2) + 2 * h)) * 0x00800080u;
           }
         }
       }
-      if (n_ok && k0 + kl < ksteps) {
-        // B fragment: the lane's own 32 bytes of tile (kl, wn); word jj = n8 sub-tile jj = 2j + h.
-        const int4* bt = bs + (kl * WN + wn) * 64;
-        int4 w0, w1;
-        if constexpr (Tl::TMA) {
-          // Verbatim tile: lanes 4-7 of each 8-lane phase read their odd chunk first, so the two
-          // 16-byte loads of a phase hit 8 distinct bank groups.
-          const int odd_first = (lane >> 2) & 1;
-          const int4 r0 = bt[2 * lane + odd_first];
-          const int4 r1 = bt[2 * lane + 1 - odd_first];
-          w0 = odd_first ? r1 : r0;
-          w1 = odd_first ? r0 : r1;
+      // B fragment: the lane's own 32 bytes of tile (kl, wn); word jj = n8 sub-tile jj = 2j + h.
+      const uint32_t b_at = slot_off + i * WN * 1024;
+      const int4 r0 = lds128(b_first + b_at), r1 = lds128(b_second + b_at);
+      const int4 w0 = odd_first ? r1 : r0, w1 = odd_first ? r0 : r1;
+      const uint32_t words[8] = {(uint32_t)w0.x, (uint32_t)w0.y, (uint32_t)w0.z, (uint32_t)w0.w,
+                                 (uint32_t)w1.x, (uint32_t)w1.y, (uint32_t)w1.z, (uint32_t)w1.w};
+      uint32_t bf[8][2];
+#pragma unroll
+      for (int jj = 0; jj < 8; ++jj) dequant_fp8x4<T>(words[jj], bf[jj][0], bf[jj][1]);
+      if constexpr (SCHEME == kSchemeGroup128) {
+        // fused scale jj (column 16j + 8h + c8) times sub-tile jj: RT(u * S_g) (§3.2 B).
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj) {
+          const T2 s2 = Act<T>::from_bits(group_scale[jj]);
+#pragma unroll
+          for (int r = 0; r < 2; ++r) bf[jj][r] = bits_of(__hmul2(Act<T>::from_bits(bf[jj][r]), s2));
+        }
+      } else if constexpr (SCHEME == kSchemeMx32) {
+        // RT(RT(u * 2^-120 * 2^120) * mu) (§3.2 C): the first multiply is exact.
+        const T2 two_pow_120 = Act<T>::from_bits(0x7B807B80u);  // bf16 2^120: exponent 247
+#pragma unroll
+        for (int jj = 0; jj < 8; ++jj) {
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const T2 unbiased = __hmul2(Act<T>::from_bits(bf[jj][r]), two_pow_120);
+            bf[jj][r] = bits_of(__hmul2(unbiased, Act<T>::from_bits(mx_scale[jj])));
+          }
+        }
+      }
+#pragma unroll
+      for (int mb = 0; mb < MB; ++mb) {
+        uint32_t af[4];
+        uint32_t a_at;
+        if constexpr (kKeepAddresses) {
+          a_at = a_frag[mb][i];
         } else {
-          w0 = bt[swizzle_b(2 * lane)];
-          w1 = bt[swizzle_b(2 * lane + 1)];
+          a_at = a_frag_addr(mb, i);
         }
-        const uint32_t words[8] = {(uint32_t)w0.x, (uint32_t)w0.y, (uint32_t)w0.z, (uint32_t)w0.w,
-                                   (uint32_t)w1.x, (uint32_t)w1.y, (uint32_t)w1.z, (uint32_t)w1.w};
-        uint32_t bf[8][2];
+        ldmatrix_x4(af, a_at + slot_off);
 #pragma unroll
-        for (int jj = 0; jj < 8; ++jj) dequant_fp8x4<T>(words[jj], bf[jj][0], bf[jj][1]);
-        if constexpr (SCHEME == kSchemeGroup128) {
-          // fused scale jj (column 16j + 8h + c8) times sub-tile jj: RT(u * S_g) (§3.2 B).
-#pragma unroll
-          for (int jj = 0; jj < 8; ++jj) {
-            const T2 s2 = Act<T>::from_bits(group_scale[jj]);
-#pragma unroll
-            for (int r = 0; r < 2; ++r) bf[jj][r] = bits_of(__hmul2(Act<T>::from_bits(bf[jj][r]), s2));
-          }
-        } else if constexpr (SCHEME == kSchemeMx32) {
-          // RT(RT(u * 2^-120 * 2^120) * mu) (§3.2 C): the first multiply is exact.
-          const T2 two_pow_120 = Act<T>::from_bits(0x7B807B80u);  // bf16 2^120: exponent 247
-#pragma unroll
-          for (int jj = 0; jj < 8; ++jj) {
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-              const T2 unbiased = __hmul2(Act<T>::from_bits(bf[jj][r]), two_pow_120);
-              bf[jj][r] = bits_of(__hmul2(unbiased, Act<T>::from_bits(mx_scale[jj])));
-            }
-          }
-        }
-#pragma unroll
-        for (int mb = 0; mb < MB; ++mb) {
-          uint32_t af[4];
-          const int row = (wm * MB + mb) * 16 + (lane % 16);
-          const int chunk = 2 * kl + lane / 16;
-          ldmatrix_x4(af, as + row * Tl::A_CHUNKS + (chunk ^ (row & 7)));
-#pragma unroll
-          for (int jj = 0; jj < 8; ++jj) mma_16816<T>(acc[mb][jj], af, bf[jj][0], bf[jj][1]);
-        }
+        for (int jj = 0; jj < 8; ++jj) mma_16816<T>(acc[mb][jj], af, bf[jj][0], bf[jj][1]);
       }
+    };
+    if (STEADY || (kSteadyLoop && s < whole_k)) {  // a whole stage: no test per k-step
+#pragma unroll
+      for (int i = 0; i < U; ++i) k_step(i);
+    } else {
+#pragma unroll
+      for (int i = 0; i < U; ++i)
+        if (k0 + wk * U + i < ksteps) k_step(i);
     }
   };
 
   // ---- main pipeline ----
+  // Unrolled over the NS slots, so that every shared-memory offset of a stage is a constant.  The steady loop
+  // runs whole trips of NS stages that each compute a whole stage and load one NS - 1 ahead, all inside K and
+  // N: no test at all but the loop's.  The tail loop takes the rest (the last NS - 1 stages, a K or N tail),
+  // testing each stage; it starts on a multiple of NS, so stage s is in slot s % NS in both.
 #pragma unroll
   for (int s = 0; s < NS - 1; ++s) {
-    if (s < nst) load_stage(s, s);
+    if (s < nst) load_stage(s, s, std::false_type{});
     cp_async_commit();
   }
-  int slot = 0, next_slot = NS - 1;  // slot = s % NS, next_slot = (s + NS - 1) % NS, without divisions
-  uint32_t parity = 0;               // (s / NS) & 1: completions seen by this slot's barrier
-  for (int s = 0; s < nst; ++s) {
+  uint32_t parity = 0;  // (s / NS) & 1: completions seen by the slots' barriers
+  auto pipeline_stage = [&](int s, int slot, auto steady) {
     cp_async_wait<NS - 2>();
     if constexpr (Tl::TMA) mbar_wait(&s_full[slot], parity);
     __syncthreads();
-    if (s + NS - 1 < nst) load_stage(s + NS - 1, next_slot);
+    if (decltype(steady)::value || s + NS - 1 < nst) load_stage(s + NS - 1, (slot + NS - 1) % NS, steady);
     cp_async_commit();
-    compute_stage(slot, (st0 + s) * KC);
-    next_slot = slot;
-    if (++slot == NS) {
-      slot = 0;
+    compute_stage(slot, s, steady);
+  };
+  const int steady_end = kSteadyLoop ? whole_copy - (NS - 1) : 0;  // stages before it load a whole stage NS - 1 ahead
+  int s0 = 0;
+  for (; s0 + NS <= steady_end; s0 += NS) {
+#pragma unroll
+    for (int slot = 0; slot < NS; ++slot) pipeline_stage(s0 + slot, slot, std::true_type{});
+    parity ^= 1;
+  }
+  if constexpr (kSteadyStateOnly && kSteadyLoop) {
+    if (s0 < nst) __trap();  // bench/sass_report.py: the steady loop alone
+  } else {
+    for (; s0 < nst; s0 += NS) {
+#pragma unroll
+      for (int slot = 0; slot < NS; ++slot) {
+        if (s0 + slot >= nst) break;
+        pipeline_stage(s0 + slot, slot, std::false_type{});
+      }
       parity ^= 1;
     }
   }
