@@ -135,13 +135,14 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
 
   // ---- what this thread copies at every stage ----
   // A stage wholly inside K, of a block wholly inside N (every stage but a K tail, in every block but an N
-  // tail), copies with no bounds test: `whole` below is one block-uniform test a stage.  Small tiles (the
+  // tail), copies with no bounds test: one block-uniform test a stage (s < whole_copy).  Small tiles (the
   // decode configurations, 16-32 rows) keep a running global pointer and the shared offset of each copy, so
-  // a whole stage's copy is one cp.async and one 64-bit add each; the large tiles keep one register per copy
-  // (the A row) and rebuild the rest, so that their registers go to the accumulators (they spilled).
+  // a whole stage's copy is one cp.async and one 64-bit add each; the large tiles keep a 32-bit offset per A
+  // copy and rebuild the rest, so that their registers go to the accumulators (they spilled).
   constexpr bool kKeepAddresses = MB * Tl::WM <= 2;
-  // The small tiles also get a steady loop (below) and whole-stage paths without tests.  The large tiles run
-  // the tested path only: a second copy of the loop made ptxas spill their 255 registers (4-20 bytes).
+  // The small tiles also get a steady loop (below) and a whole-stage compute without per-k-step tests.  The
+  // large tiles test every k-step and have no steady loop: its second copy of the pipeline made ptxas spill
+  // their 255 registers (4-20 bytes).
   constexpr bool kSteadyLoop = kKeepAddresses;
   constexpr int A_ITERS = Tl::A_ITERS;
   constexpr int A_COPIES = BM * Tl::A_CHUNKS;                   // 16-byte A chunks a stage
