@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import marlin_ref as mr
-from gpu_cases import (CUDA_MARKS, NUM_CONFIGS, SCHEMES, activations, assert_same_bytes, assert_same_values, dev,
-                       host, kernels, make_layer, run_gemm)
+from gpu_cases import (CUDA_MARKS, FP8_GROUP, MX_GROUP, NUM_CONFIGS, SCHEMES, TILE_K, activations, assert_same_bytes,
+                       assert_same_values, dev, host, kernels, make_layer, run_gemm)
 from marlin_ref.marlin_gemm import one_hot_activations, one_hot_expected
 from properties.laws import assert_within_gemm_bound
 
@@ -67,6 +67,29 @@ def test_channel_wise_k_tail_is_exact():
     for config in range(NUM_CONFIGS):
         got = host(run_gemm(layer, one_hot_activations(hot, 272, "bfloat16"), config=config))
         assert_same_values(got, one_hot_expected(layer.w_eff, "bfloat16", hot=hot), where=f"K tail, config {config}")
+
+
+# The kernel runs the stages wholly inside K (128 k each in configurations 0-2, 4, 5; 64 in 3) in a steady loop of
+# NS-stage trips without bounds tests (small tiles), then a tested tail loop.  These K give 9 to 34 stages: one
+# to three steady trips, every remainder of the tail, with and without a partial last stage; N = 192 leaves the
+# last block of 128 columns half outside N, N = 256 none.
+PIPELINE_KS = (1152, 1168, 1280, 1408, 2160, 2176)
+
+
+@pytest.mark.parametrize("splits", [None, 2])
+@pytest.mark.parametrize("config", range(NUM_CONFIGS))
+@pytest.mark.parametrize("scheme, dtype", [("channel", "bfloat16"), ("group128", "float16"), ("mx", "bfloat16")])
+def test_steady_and_tail_pipeline_loops_are_exact(scheme, dtype, config, splits):
+    group = {"channel": TILE_K, "group128": FP8_GROUP, "mx": MX_GROUP}[scheme]
+    for size_k in (k for k in PIPELINE_KS if k % group == 0):
+        for size_n in (192, 256):
+            # one row per k, in shuffled order: a k16 step read from the wrong place shows in its rows
+            layer, hot, a = _one_hot_case(scheme, dtype, size_k, bias=True, seed=config, size_k=size_k,
+                                          size_n=size_n)
+            want = one_hot_expected(layer.w_eff, dtype, hot=hot, bias=layer.bias)
+            got = host(run_gemm(layer, a, config=config, splits=splits))
+            assert_same_values(got, want, where=f"{scheme}/{dtype} K={size_k} N={size_n} config={config} "
+                                                f"splits={splits}")
 
 
 @pytest.mark.parametrize("tokens, top_k, config", [(5, 2, 0), (40, 2, 1), (64, 3, 2), (150, 2, 3)])
