@@ -140,10 +140,17 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
   // a whole stage's copy is one cp.async and one 64-bit add each; the large tiles keep a 32-bit offset per A
   // copy and rebuild the rest, so that their registers go to the accumulators (they spilled).
   constexpr bool kKeepAddresses = MB * Tl::WM <= 2;
-  // The small tiles also get a steady loop (below) and a whole-stage compute without per-k-step tests.  The
-  // large tiles test every k-step and have no steady loop: its second copy of the pipeline made ptxas spill
-  // their 255 registers (4-20 bytes).
-  constexpr bool kSteadyLoop = kKeepAddresses;
+  // The steady loop (below) is a second copy of the pipeline, and a whole stage's compute without per-k-step
+  // tests a second copy of the compute.  The small tiles get both.  The large tiles, at 255 registers, get what
+  // ptxas fits without spilling: on sm_90 the whole-stage compute, and the steady loop for channel-wise scales
+  // (the grouped schemes hold scales in registers too); on sm_80 neither (4-28 bytes of spills otherwise).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr bool kLargeTileFastPaths = true;
+#else
+  constexpr bool kLargeTileFastPaths = false;
+#endif
+  constexpr bool kSteadyLoop = kKeepAddresses || (kLargeTileFastPaths && SCHEME == kSchemeChannel);
+  constexpr bool kWholeCompute = kKeepAddresses || kLargeTileFastPaths;
   constexpr int A_ITERS = Tl::A_ITERS;
   constexpr int A_COPIES = BM * Tl::A_CHUNKS;                   // 16-byte A chunks a stage
   constexpr bool kAllCopyA = A_COPIES % Tl::kThreads == 0;      // every thread copies A_ITERS chunks
@@ -397,9 +404,11 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
         for (int jj = 0; jj < 8; ++jj) mma_16816<T>(acc[mb][jj], af, bf[jj][0], bf[jj][1]);
       }
     };
-    if (STEADY || (kSteadyLoop && s < whole_k)) {  // a whole stage: no test per k-step
+    if (STEADY || (kWholeCompute && s < whole_k)) {  // a whole stage: no test per k-step
 #pragma unroll
       for (int i = 0; i < U; ++i) k_step(i);
+    } else if constexpr (kSteadyStateOnly) {
+      __trap();  // bench/sass_report.py: a steady-state stage computes a whole stage
     } else {
 #pragma unroll
       for (int i = 0; i < U; ++i)
