@@ -70,13 +70,13 @@ def test_channel_wise_k_tail_is_exact():
 
 
 # The kernel runs the stages wholly inside K (128 k each in configurations 0-2, 4, 5; 64 in 3) in a steady loop of
-# NS-stage trips without bounds tests (small tiles), then a tested tail loop.  These K give 9 to 34 stages: one
-# to three steady trips, every remainder of the tail, with and without a partial last stage; N = 192 leaves the
-# last block of 128 columns half outside N, N = 256 none.
+# NS-stage trips without bounds tests, then a tested tail loop.  These K give 9 to 34 stages: one to three steady
+# trips, every remainder of the tail, with and without a partial last stage; N = 192 leaves the last block of 128
+# columns half outside N (that block runs the tail loop only), N = 256 none.
 PIPELINE_KS = (1152, 1168, 1280, 1408, 2160, 2176)
 
 
-@pytest.mark.parametrize("splits", [None, 2])
+@pytest.mark.parametrize("splits", [1, 2])  # one split: every stage in one block; two: a split starting at st0 > 0
 @pytest.mark.parametrize("config", range(NUM_CONFIGS))
 @pytest.mark.parametrize("scheme, dtype", [("channel", "bfloat16"), ("group128", "float16"), ("mx", "bfloat16")])
 def test_steady_and_tail_pipeline_loops_are_exact(scheme, dtype, config, splits):
@@ -90,6 +90,19 @@ def test_steady_and_tail_pipeline_loops_are_exact(scheme, dtype, config, splits)
             got = host(run_gemm(layer, a, config=config, splits=splits))
             assert_same_values(got, want, where=f"{scheme}/{dtype} K={size_k} N={size_n} config={config} "
                                                 f"splits={splits}")
+
+
+@pytest.mark.parametrize("scheme, dtype, size_k", [("channel", "bfloat16", 1168), ("group128", "float16", 1152),
+                                                   ("mx", "bfloat16", 1152)])
+def test_sanitize_steady_and_tail_loops(scheme, dtype, size_k):
+    # For compute-sanitizer (bench/sanitize.sh): small GEMMs long enough in K for a steady trip in every config
+    # (one split: the planner would split so few tiles into short ranges), then the tail loop (and a partial
+    # stage for channel-wise), with a block half outside N.
+    for config in range(NUM_CONFIGS):
+        layer, hot, a = _one_hot_case(scheme, dtype, 5, bias=True, seed=config, size_k=size_k, size_n=192)
+        want = one_hot_expected(layer.w_eff, dtype, hot=hot, bias=layer.bias)
+        got = host(run_gemm(layer, a, config=config, splits=1))
+        assert_same_values(got, want, where=f"{scheme}/{dtype} K={size_k} config={config}")
 
 
 @pytest.mark.parametrize("tokens, top_k, config", [(5, 2, 0), (40, 2, 1), (64, 3, 2), (150, 2, 3)])
