@@ -81,8 +81,9 @@ struct Tiling {
 };
 
 // bench/sass_report.py counts the instructions of a steady-state stage in the SASS.  It compiles with
-// MARLIN_SASS_STEADY_STATE=1, which turns the pipeline's tail loop into a trap where a steady loop exists (the
-// small tiles), so that the only loop of mma is the steady one.  Never defined in a build that runs.
+// MARLIN_SASS_STEADY_STATE=1, which turns into traps the paths a steady-state stage does not take: the tail loop
+// where a steady loop exists, the tested copies, and the tested compute where a whole-stage compute exists, so
+// that the loop of mma it measures holds the steady state alone.  Never defined in a build that runs.
 #ifndef MARLIN_SASS_STEADY_STATE
 #define MARLIN_SASS_STEADY_STATE 0
 #endif
