@@ -114,6 +114,26 @@ def parse_sass(text: str) -> dict[str, dict]:
     return functions
 
 
+# A memory instruction's 64-bit descriptor (the cache policy of `cp.async ... .L2::cache_hint`, a global access's
+# default one) sits in a uniform register pair, URn:URn+1 with n even. ptxas 13.0 emitted `LDGSTS [Rx+UR0],
+# desc[UR1][...]` for the streaming copies of configurations 0 and 1 of gemm-loop.patch: an illegal instruction on
+# the H100 (compute-sanitizer pointed at exactly these), and nothing at compile time.
+DESCRIPTOR = re.compile(r"desc\[UR(\d+)\]")
+
+
+def misencoded_descriptors(function: dict) -> list[str]:
+    """The instructions of a function whose descriptor register is odd (see DESCRIPTOR).
+
+    >>> bad = " /*0010*/ LDGSTS.E.BYPASS.128 [R70+UR0], desc[UR1][R102.64] ;"
+    >>> good = " /*0020*/ LDG.E R7, desc[UR10][R2.64] ;"
+    >>> f = parse_sass("\\n".join([".text.k:", bad, good]))["k"]
+    >>> misencoded_descriptors(f)
+    ['LDGSTS.E.BYPASS.128 [R70+UR0], desc[UR1][R102.64]']
+    """
+    return [body for body in function["bodies"]
+            if any(int(n) % 2 for n in DESCRIPTOR.findall(body))]
+
+
 def loops(function: dict) -> list[tuple[int, int, int]]:
     """(first, last, HMMA count) of every loop: a branch to a label at or before it."""
     found = []
@@ -293,6 +313,23 @@ def markdown(rows: list[dict], arch: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_descriptors(nvdisasm: str, arch: str) -> int:
+    """--check: every .cu file of the extension, compiled with its flags (marlin_fast/_ext.py's CUDA_FLAGS)."""
+    flags = ["-lineinfo"]   # besides -O3: what the extension's build adds that changes code
+    bad = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = sorted(p for p in CSRC.iterdir() if p.suffix == ".cu")
+        with ThreadPoolExecutor(2) as pool:
+            cubins = list(pool.map(lambda source: compile_cubin(source, arch, Path(tmp), flags), sources))
+        for cubin in cubins:
+            sass = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
+            for name, function in parse_sass(sass).items():
+                bad += [f"{cubin.stem}: {name}: {body}" for body in misencoded_descriptors(function)]
+    print("\n".join(bad[:20]) if bad else f"sass_report --check {arch}: no misencoded descriptor in "
+          f"{len(cubins)} files")
+    return 1 if bad else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", default="sm_90", help="sm_80, sm_90, ... (default sm_90, the H200)")
@@ -300,6 +337,9 @@ def main(argv=None) -> int:
     parser.add_argument("--peer-source", default=None,
                         help="kernels-community vllm-quantization checkout: also report its FP8 Marlin kernels")
     parser.add_argument("--out", default=None, help="write sass_<arch>.json and .md here")
+    parser.add_argument("--check", action="store_true",
+                        help="no report: compile every kernel file as the extension does and exit 1 naming each "
+                             "instruction with a misencoded descriptor (see DESCRIPTOR)")
     args = parser.parse_args(argv)
     check_tools(parser, args.arch)
     nvdisasm = find_nvdisasm(args.nvdisasm)
@@ -308,6 +348,8 @@ def main(argv=None) -> int:
     peer = Path(args.peer_source) if args.peer_source else None
     if peer is not None and not (peer / PEER_FILE).is_file():
         parser.error(f"--peer-source {peer}: no {PEER_FILE} there (want kernels-community vllm-quantization)")
+    if args.check:
+        return check_descriptors(nvdisasm, args.arch)
     configs = our_configs()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -113,3 +113,13 @@ def test_our_loop_unrolled_over_two_slots_is_measured_a_stage_at_a_time():
                                                                   "BAR.SYNC.DEFER_BLOCKING 0x0"]
     row = _row(OURS, ["MOV R1, R2", ".L_x_1:"] + stage + stage + ["@!P2 BRA `(.L_x_1)", "EXIT"])
     assert row["stage_instructions"] == per_stage + 2 and row["stage_lengths"] == [per_stage + 2]
+
+
+def test_a_descriptor_in_an_odd_uniform_register_is_named_and_even_ones_are_not():
+    # ptxas 13.0 emitted the first line for gemm-loop.patch's streaming copies: an illegal instruction on the H100.
+    bad = "LDGSTS.E.BYPASS.128 [R70+UR0], desc[UR1][R102.64]"
+    fine = ["LDGSTS.E.BYPASS.128 [R17], desc[UR10][R80.64], P0", "LDG.E R7, desc[UR4][R2.64]", "MOV R1, R2"]
+    (function,) = sass_report.parse_sass(listing(OURS, [*fine, bad, "EXIT"])).values()
+    assert sass_report.misencoded_descriptors(function) == [bad]
+    (function,) = sass_report.parse_sass(listing(OURS, [*fine, "EXIT"])).values()
+    assert sass_report.misencoded_descriptors(function) == []

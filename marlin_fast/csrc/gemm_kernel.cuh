@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
   }
 #define B_ROW(i) ((tid + (i) * Tl::kThreads) / (WN * 64))  // k16 row of the stage
   const int4* b_src[kKeepAddresses ? B_ITERS : 1];              // vector c of tile (kl, j) at stage s
-  uint32_t b_dst[kKeepAddresses ? B_ITERS : 1];                 // its byte offset in a stage slot
+  uint32_t b_dst[kKeepAddresses ? B_ITERS : 1];                 // its shared-window address in slot 0
   bool b_ok[kKeepAddresses ? B_ITERS : 1];                      // tile j lies inside N
 #pragma unroll
   for (int i = 0; i < (kKeepAddresses ? B_ITERS : 0); ++i) {
@@ -198,7 +198,12 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
     const int kl = v / (WN * 64), j = (v / 64) % WN, c = v % 64;
     b_ok[i] = n_blk0 / 64 + j < n_tiles;
     b_src[i] = bq + (static_cast<long long>(st0) * KC + kl) * p.N + (n_blk0 / 64 + j) * 64 + c;
-    b_dst[i] = Tl::A_BYTES + ((kl * WN + j) * 64 + swizzle_b(c)) * 16;
+    b_dst[i] = smem_base + Tl::A_BYTES + ((kl * WN + j) * 64 + swizzle_b(c)) * 16;
+    // Opaque, so that a copy's address is this register plus the slot's constant. ptxas 13.0 otherwise splits it
+    // into [lane offset + uniform slot base] and then encodes the cache-policy operand of the streaming copy in an
+    // odd uniform register: an illegal instruction on the GPU (configurations 0 and 1 faulted on the H100,
+    // bench/results/gpu/fault-2026-12-05; bench/sass_report.py --check refuses such SASS).
+    asm volatile("" : "+r"(b_dst[i]));
   }
   const long long b_stage_step = static_cast<long long>(KC) * p.N;  // int4 vectors from one stage to the next
   // Stages [0, whole_k) of this block lie wholly inside K (one test a stage, not one a copy or a k-step); the
@@ -251,7 +256,8 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
 #pragma unroll
       for (int i = 0; i < B_ITERS; ++i) {
         if constexpr (kKeepAddresses) {
-          if (WHOLE || (b_ok[i] && B_ROW(i) < rows_left)) cp_async16_stream(slot_base + b_dst[i], b_src[i], policy);
+          if (WHOLE || (b_ok[i] && B_ROW(i) < rows_left))
+            cp_async16_stream(b_dst[i] + slot * Tl::STAGE_BYTES, b_src[i], policy);
         } else {
           // 32-bit offset in 16-byte vectors: check_gemm keeps one expert's weight under 2^32 of them
           const int v = tid + i * Tl::kThreads;
