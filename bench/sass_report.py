@@ -114,24 +114,40 @@ def parse_sass(text: str) -> dict[str, dict]:
     return functions
 
 
-# A memory instruction's 64-bit descriptor (the cache policy of `cp.async ... .L2::cache_hint`, a global access's
-# default one) sits in a uniform register pair, URn:URn+1 with n even. ptxas 13.0 emitted `LDGSTS [Rx+UR0],
-# desc[UR1][...]` for the streaming copies of configurations 0 and 1 of gemm-loop.patch: an illegal instruction on
-# the H100 (compute-sanitizer pointed at exactly these), and nothing at compile time.
+# ptxas 13.0 emitted `LDGSTS [Rx+UR0], desc[UR1][...]` for the streaming copies of configurations 0 and 1 of
+# gemm-loop.patch: a 64-bit descriptor (the cache policy) in an odd uniform register, and neither UR0 nor UR1 written
+# anywhere in the function. The H100 raised an illegal instruction at exactly these (compute-sanitizer), and nothing
+# warned at compile time. Both symptoms are checked: a descriptor must sit in an even pair URn:URn+1, and every
+# uniform register a function reads must be written somewhere in it.
 DESCRIPTOR = re.compile(r"desc\[UR(\d+)\]")
+UNIFORM = re.compile(r"\bUR(\d+)\b")
 
 
-def misencoded_descriptors(function: dict) -> list[str]:
-    """The instructions of a function whose descriptor register is odd (see DESCRIPTOR).
+def misencoded_uniform_operands(function: dict) -> list[str]:
+    """The instructions of a function whose descriptor register is odd, or that read a uniform register the function
+    never writes (the first operand of an instruction is what it writes; a 64-bit or .WIDE one a pair).
 
     >>> bad = " /*0010*/ LDGSTS.E.BYPASS.128 [R70+UR0], desc[UR1][R102.64] ;"
-    >>> good = " /*0020*/ LDG.E R7, desc[UR10][R2.64] ;"
-    >>> f = parse_sass("\\n".join([".text.k:", bad, good]))["k"]
-    >>> misencoded_descriptors(f)
+    >>> good = [" /*0000*/ ULDC.64 UR10, c[0x0][0x208] ;", " /*0020*/ LDG.E R7, desc[UR10][R2.64] ;"]
+    >>> misencoded_uniform_operands(parse_sass("\\n".join([".text.k:", good[0], bad, good[1]]))["k"])
     ['LDGSTS.E.BYPASS.128 [R70+UR0], desc[UR1][R102.64]']
+    >>> misencoded_uniform_operands(parse_sass("\\n".join([".text.k:", good[1]]))["k"])   # UR10 never written
+    ['LDG.E R7, desc[UR10][R2.64]']
     """
-    return [body for body in function["bodies"]
-            if any(int(n) % 2 for n in DESCRIPTOR.findall(body))]
+    written = set()
+    for body in function["bodies"]:
+        opcode, _, operands = body.partition(" ")
+        if (dest := re.fullmatch(r"UR(\d+)", operands.split(",")[0].strip())):
+            pair = ".64" in opcode or ".WIDE" in opcode
+            written.update({int(dest[1]), int(dest[1]) + 1} if pair else {int(dest[1])})
+    bad = []
+    for body in function["bodies"]:
+        opcode, _, operands = body.partition(" ")
+        sources = operands.split(",")[1:] if re.fullmatch(r"UR\d+", operands.split(",")[0].strip()) else [operands]
+        unwritten = any(int(n) not in written for part in sources for n in UNIFORM.findall(part))
+        if unwritten or any(int(n) % 2 for n in DESCRIPTOR.findall(body)):
+            bad.append(body)
+    return bad
 
 
 def loops(function: dict) -> list[tuple[int, int, int]]:
@@ -313,7 +329,7 @@ def markdown(rows: list[dict], arch: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check_descriptors(nvdisasm: str, arch: str) -> int:
+def check_uniform_operands(nvdisasm: str, arch: str) -> int:
     """--check: every .cu file of the extension, compiled with its flags (marlin_fast/_ext.py's CUDA_FLAGS)."""
     flags = ["-lineinfo"]   # besides -O3: what the extension's build adds that changes code
     bad = []
@@ -324,9 +340,9 @@ def check_descriptors(nvdisasm: str, arch: str) -> int:
         for cubin in cubins:
             sass = subprocess.run([nvdisasm, "-c", str(cubin)], capture_output=True, text=True, check=True).stdout
             for name, function in parse_sass(sass).items():
-                bad += [f"{cubin.stem}: {name}: {body}" for body in misencoded_descriptors(function)]
-    print("\n".join(bad[:20]) if bad else f"sass_report --check {arch}: no misencoded descriptor in "
-          f"{len(cubins)} files")
+                bad += [f"{cubin.stem}: {name}: {body}" for body in misencoded_uniform_operands(function)]
+    clean = f"sass_report --check {arch}: no misencoded descriptor or unwritten uniform register in {len(cubins)} files"
+    print("\n".join([*bad[:20], f"{len(bad)} instructions in all"]) if bad else clean)
     return 1 if bad else 0
 
 
@@ -349,7 +365,7 @@ def main(argv=None) -> int:
     if peer is not None and not (peer / PEER_FILE).is_file():
         parser.error(f"--peer-source {peer}: no {PEER_FILE} there (want kernels-community vllm-quantization)")
     if args.check:
-        return check_descriptors(nvdisasm, args.arch)
+        return check_uniform_operands(nvdisasm, args.arch)
     configs = our_configs()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -115,11 +115,19 @@ def test_our_loop_unrolled_over_two_slots_is_measured_a_stage_at_a_time():
     assert row["stage_instructions"] == per_stage + 2 and row["stage_lengths"] == [per_stage + 2]
 
 
-def test_a_descriptor_in_an_odd_uniform_register_is_named_and_even_ones_are_not():
-    # ptxas 13.0 emitted the first line for gemm-loop.patch's streaming copies: an illegal instruction on the H100.
+def test_an_odd_descriptor_register_or_an_unwritten_uniform_register_is_named_and_nothing_else():
+    # ptxas 13.0 emitted `bad` for gemm-loop.patch's streaming copies: an illegal instruction on the H100.
     bad = "LDGSTS.E.BYPASS.128 [R70+UR0], desc[UR1][R102.64]"
-    fine = ["LDGSTS.E.BYPASS.128 [R17], desc[UR10][R80.64], P0", "LDG.E R7, desc[UR4][R2.64]", "MOV R1, R2"]
-    (function,) = sass_report.parse_sass(listing(OURS, [*fine, bad, "EXIT"])).values()
-    assert sass_report.misencoded_descriptors(function) == [bad]
-    (function,) = sass_report.parse_sass(listing(OURS, [*fine, "EXIT"])).values()
-    assert sass_report.misencoded_descriptors(function) == []
+    setup = ["ULDC.64 UR10, c[0x0][0x208]", "ULDC.64 UR4, c[0x0][0x218]", "UMOV UR6, UR5"]
+    fine = ["LDGSTS.E.BYPASS.128 [R17], desc[UR10][R80.64], P0", "LDG.E R7, desc[UR4][R2.64]", "MOV R1, R2",
+            "IMAD R5, R2, UR11, RZ"]
+
+    def named(lines):
+        (function,) = sass_report.parse_sass(listing(OURS, [*lines, "EXIT"])).values()
+        return sass_report.misencoded_uniform_operands(function)
+
+    assert named([*setup, *fine]) == []
+    assert named([*setup, *fine, bad]) == [bad]
+    assert named([*setup, "LDGSTS.E.BYPASS.128 [R70], desc[UR5][R102.64]"]) == [
+        "LDGSTS.E.BYPASS.128 [R70], desc[UR5][R102.64]"]                       # written (pair of UR4), but odd
+    assert named([*setup[1:], fine[0]]) == [fine[0]]                              # UR10 is never written
