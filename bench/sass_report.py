@@ -329,9 +329,18 @@ def markdown(rows: list[dict], arch: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def extension_cuda_flags() -> list[str]:
+    """marlin_fast/_ext.py's CUDA_FLAGS, read from the file: importing the package would import torch."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("marlin_fast_ext", CSRC.parent / "_ext.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.CUDA_FLAGS)
+
+
 def check_uniform_operands(nvdisasm: str, arch: str) -> int:
     """--check: every .cu file of the extension, compiled with its flags (marlin_fast/_ext.py's CUDA_FLAGS)."""
-    flags = ["-lineinfo"]   # besides -O3: what the extension's build adds that changes code
+    flags = extension_cuda_flags()
     bad = []
     with tempfile.TemporaryDirectory() as tmp:
         sources = sorted(p for p in CSRC.iterdir() if p.suffix == ".cu")
