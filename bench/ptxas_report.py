@@ -31,6 +31,9 @@ SPILL = re.compile(r"(?P<stack>\d+) bytes stack frame, (?P<stores>\d+) bytes spi
 USED = re.compile(r"Used (?P<regs>\d+) registers")
 # marlin_gemm_kernel<__nv_bfloat16, SCHEME, CONFIG> in the Itanium mangling nvcc prints
 GEMM = re.compile(r"marlin_gemm_kernelI(?P<dtype>13__nv_bfloat16|6__half)Li(?P<scheme>\d+)ELi(?P<config>\d+)E")
+# marlin_gemm_wgmma_kernel<__nv_bfloat16, SCHEME>: configuration kWgmmaConfig (csrc/launch.h)
+GEMM_WGMMA = re.compile(r"marlin_gemm_wgmma_kernelI(?P<dtype>13__nv_bfloat16|6__half)Li(?P<scheme>\d+)EE")
+WGMMA_CONFIG = int(re.search(r"kWgmmaConfig = (\d+);", (CSRC / "launch.h").read_text()).group(1))
 
 
 def kernel_name(mangled: str) -> str:
@@ -55,12 +58,17 @@ def describe(name: str) -> dict:
 
     >>> describe("_ZN11marlin_fast18marlin_gemm_kernelI13__nv_bfloat16Li1ELi3EEEvNS_8GemmArgsE")
     {'kernel': 'gemm', 'dtype': 'bfloat16', 'scheme': 'group128', 'config': 3}
+    >>> describe("_ZN11marlin_fast24marlin_gemm_wgmma_kernelI6__halfLi0EEEvNS_8GemmArgsE")["kernel"]
+    'gemm_wgmma'
     """
-    match = GEMM.search(name)
+    match, kernel = GEMM.search(name), "gemm"
+    if match is None:
+        match, kernel = GEMM_WGMMA.search(name), "gemm_wgmma"
     if match is None:
         return {"kernel": kernel_name(name), "dtype": "-", "scheme": "-", "config": None}
-    return {"kernel": "gemm", "dtype": "bfloat16" if "bfloat16" in match["dtype"] else "float16",
-            "scheme": SCHEMES.get(int(match["scheme"]), match["scheme"]), "config": int(match["config"])}
+    return {"kernel": kernel, "dtype": "bfloat16" if "bfloat16" in match["dtype"] else "float16",
+            "scheme": SCHEMES.get(int(match["scheme"]), match["scheme"]),
+            "config": int(match["config"]) if kernel == "gemm" else WGMMA_CONFIG}
 
 
 def parse(log: str) -> list[dict]:

@@ -2,8 +2,8 @@
 
 `pip install` stays pure Python: nothing here runs at import time, and CPU-only machines never need
 nvcc. The first call of `load()` compiles the sources with torch.utils.cpp_extension.load for the
-current GPU's architecture only (sm_80 or newer: cp.async, ldmatrix and bf16 mma.sync need it) and
-caches the module; later processes reuse the build directory (ninja rebuilds only what changed).
+current GPU's architecture only (sm_80 or newer: cp.async, ldmatrix and bf16 mma.sync need it; on compute
+capability 9.0 the "a" target, sm_90a, which the wgmma kernel needs) and caches the module; later processes reuse the build directory (ninja rebuilds only what changed).
 
 Environment:
     MARLIN_FAST_BUILD_DIR   build directory (default: torch's extension cache, per arch)
@@ -21,6 +21,16 @@ from pathlib import Path
 CSRC = Path(__file__).resolve().parent / "csrc"
 EXTENSION_NAME = "marlin_fast_cuda"
 MIN_CAPABILITY = (8, 0)  # cp.async, ldmatrix and bf16 mma.sync
+
+
+def arch_for(major: int, minor: int) -> str:
+    """TORCH_CUDA_ARCH_LIST entry for a device: its own architecture, with the "a" target on 9.0 (H100/H200), where
+    wgmma exists only in sm_90a code (csrc/gemm_wgmma.cuh); sm_90a code runs on no other device, and none is built.
+
+    >>> arch_for(9, 0), arch_for(8, 0), arch_for(10, 0)
+    ('9.0a', '8.0', '10.0')
+    """
+    return f"{major}.{minor}" + ("a" if (major, minor) == (9, 0) else "")
 
 # No --use_fast_math: it implies -ftz=true, and flushing fp32 subnormals would change the bf16
 # channel-wise path, whose accumulators carry a 2^-120 factor (spec §3.5).
@@ -69,9 +79,9 @@ def load():
         root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(
             os.path.expanduser("~"), ".cache", "torch_extensions"
         )
-        build_dir = os.path.join(root, f"{EXTENSION_NAME}_sm{major}{minor}")
+        build_dir = os.path.join(root, f"{EXTENSION_NAME}_sm{arch_for(major, minor).replace('.', '')}")
     os.makedirs(build_dir, exist_ok=True)
-    with build_environment(f"{major}.{minor}"):  # build for this GPU only
+    with build_environment(arch_for(major, minor)):  # build for this GPU only
         return cpp_extension.load(
             name=EXTENSION_NAME,
             sources=sources(),

@@ -37,7 +37,7 @@ def test_the_build_sees_this_gpu_and_the_caller_keeps_its_environment(fake_gpu_b
         else:
             monkeypatch.setenv(name, value)
     assert _ext.load.__wrapped__() == "module"
-    assert fake_gpu_build["arch"] == "9.0" and fake_gpu_build["jobs"] == (jobs_before or str(os.cpu_count() or 4))
+    assert fake_gpu_build["arch"] == "9.0a" and fake_gpu_build["jobs"] == (jobs_before or str(os.cpu_count() or 4))
     assert os.environ.get("TORCH_CUDA_ARCH_LIST") == arch_before and os.environ.get("MAX_JOBS") == jobs_before
 
 
@@ -50,3 +50,15 @@ def test_a_failed_build_also_gives_the_environment_back(fake_gpu_build, monkeypa
     with pytest.raises(RuntimeError, match="nvcc failed"):
         _ext.load.__wrapped__()
     assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.6"
+
+
+@pytest.mark.parametrize("capability, arch", [((9, 0), "9.0a"), ((8, 0), "8.0"), ((8, 9), "8.9"), ((10, 0), "10.0")])
+def test_the_build_targets_sm_90a_on_hopper_only(fake_gpu_build, monkeypatch, tmp_path, capability, arch):
+    # The wgmma kernel exists only in sm_90a code; "9.0a" code runs on no other device. A build directory of its own,
+    # so that a plain sm_90 build left by an older version is never loaded in its place.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.delenv("MARLIN_FAST_BUILD_DIR")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    _ext.load.__wrapped__()
+    assert fake_gpu_build["arch"] == arch
+    assert fake_gpu_build["build_directory"].endswith(f"_sm{arch.replace('.', '')}")

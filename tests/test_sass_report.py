@@ -97,7 +97,7 @@ def test_the_configurations_are_read_from_launch_h():
     count = int(re.search(r"kNumConfigs = (\d+);", text).group(1))
     configs = sass_report.our_configs()
     assert len(configs) == count
-    assert all(set(c) == {"mb", "wm", "wn", "wk", "u", "ns", "tma"} for c in configs)
+    assert all(set(c) == {"mb", "wm", "wn", "wk", "u", "ns", "tma", "wgmma"} for c in configs)
 
 
 def test_classes_cover_the_opcodes_of_a_marlin_main_loop():

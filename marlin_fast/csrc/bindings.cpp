@@ -114,6 +114,23 @@ int compute_major(int device) {
   return major;
 }
 
+// The wgmma configuration runs where the device is compute capability 9.0 exactly (wgmma is sm_90a only: neither
+// sm_80 nor sm_100 has it) and this build holds its sm_90a code (marlin_fast/_ext.py builds 9.0a on such a device).
+bool wgmma_ready(int device) {
+  static std::mutex mu;
+  static std::map<int, bool> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(device);
+  if (it != cache.end()) return it->second;
+  int major = 0, minor = 0;
+  const bool sm90 = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+                    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
+                    major == 9 && minor == 0;
+  const bool ready = sm90 && mf::gemm_wgmma_built();
+  cache[device] = ready;
+  return ready;
+}
+
 int blocks_per_sm(int act, int scheme, int config, int device) {
   static std::mutex mu;
   static std::map<std::tuple<int, int, int, int>, int> cache;
@@ -322,6 +339,10 @@ Failure run_gemm(const char* fn, mf::GemmArgs& args, const GemmCommon& g, int co
   if (mf::kConfigs[config].tma && compute_major(dev) < 9) {
     return Failure{kValueError, msg(fn, ": config=", config, " uses bulk copies, which need compute capability 9.0+")};
   }
+  if (mf::kConfigs[config].wgmma && !wgmma_ready(dev)) {
+    return Failure{kValueError, msg(fn, ": config=", config, " uses wgmma, which needs compute capability 9.0 "
+                                    "(H100/H200) and the extension built for sm_90a")};
+  }
   const int bps = blocks_per_sm(g.act, g.scheme, config, dev);
   if (bps <= 0) return Failure{kRuntimeError, msg(fn, ": kernel config ", config, " does not fit on device ", dev)};
   mf::plan_gemm(args, config, num_sms(dev), bps, static_cast<int>(splits));
@@ -340,6 +361,14 @@ int config_for_rows(int64_t rows) {
   if (rows <= 32) return 1;
   if (rows <= 64) return 2;
   return 3;
+}
+
+// A dense GEMM of at least this many rows takes the wgmma kernel where it runs (MoE keeps config_for_rows: its
+// experts see few rows each).
+constexpr int64_t kWgmmaMinRows = 256;
+
+int dense_config(int64_t rows, int device) {
+  return rows >= kWgmmaMinRows && wgmma_ready(device) ? mf::kWgmmaConfig : config_for_rows(rows);
 }
 
 }  // namespace
@@ -377,6 +406,11 @@ Result fp8_marlin_repack_from_checkpoint(const torch::Tensor& weight, int64_t si
 }
 
 int64_t gemm_config_for_rows(int64_t rows) { return config_for_rows(rows); }
+int64_t gemm_dense_config(int64_t rows) {  // marlin_gemm's automatic choice on the current device
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess) return -1;
+  return dense_config(rows, device);
+}
 int64_t gemm_config_block_m(int64_t config) {
   return config >= 0 && config < mf::kNumConfigs ? mf::kConfigs[config].block_m() : -1;
 }
@@ -395,7 +429,7 @@ Result marlin_gemm(const torch::Tensor& a, const torch::Tensor& b_q_weight, cons
   const c10::cuda::CUDAGuard guard(device);
   torch::Tensor c = output_for(out, m, size_n, a);
   if (m == 0) return ok(c);
-  const int cfg = config >= 0 ? static_cast<int>(config) : config_for_rows(m);
+  const int cfg = config >= 0 ? static_cast<int>(config) : dense_config(m, device.index());
   mf::GemmArgs args{};
   args.a = a.data_ptr();
   args.lda = m > 1 ? a.stride(0) : size_k;
@@ -483,5 +517,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("marlin_gemm", &marlin_gemm, "Marlin FP8/MXFP8 W8A16 GEMM");
   m.def("marlin_moe_gemm", &marlin_moe_gemm, "Marlin FP8/MXFP8 W8A16 GEMM over stacked experts");
   m.def("gemm_config_for_rows", &gemm_config_for_rows, "thread-block config chosen for a number of rows");
+  m.def("gemm_dense_config", &gemm_dense_config, "marlin_gemm's automatic config for a number of rows (this device)");
   m.def("gemm_config_block_m", &gemm_config_block_m, "rows per block of a config (-1 if no such config)");
 }

@@ -58,6 +58,37 @@ __device__ inline void dequant_fp8x4(uint32_t w, uint32_t& first, uint32_t& seco
   first = (lo & kSign) | ((lo & kMag) >> s);
 }
 
+// §3.2 B: a dequantised pair times its column's fused group scale, paired (both halves the scale): RT(u * S_g).
+template <typename T>
+__device__ inline uint32_t scale_pair_group(uint32_t pair, uint32_t scale2) {
+  return bits_of(__hmul2(Act<T>::from_bits(pair), Act<T>::from_bits(scale2)));
+}
+
+// §3.2 C: RT(RT(u * 2^-120 * 2^120) * mu) for a dequantised pair (bf16); the first multiply is exact.
+template <typename T>
+__device__ inline uint32_t scale_pair_mx(uint32_t pair, uint32_t mu2) {
+  const typename Act<T>::T2 two_pow_120 = Act<T>::from_bits(0x7B807B80u);  // bf16 2^120: exponent 247
+  return bits_of(__hmul2(__hmul2(Act<T>::from_bits(pair), two_pow_120), Act<T>::from_bits(mu2)));
+}
+
+// Group scales (§2.4): 16-bit scale `half` (0: low, 1: high) of a 32-bit word, in both halves of a pair.
+__device__ inline uint32_t group_scale_pair(uint32_t word, int half) {
+  return __byte_perm(word, 0, half ? 0x3232 : 0x1010);
+}
+
+// MX scales (§2.7): e8m0 byte `byte` of a 32-bit word as a bf16 pair: b -> bits b << 7 = 2^(b-127) (b = 0 -> +0,
+// b = 255 -> +inf, §3.1), in both halves: b * 0x00800080 = (b << 7) | (b << 23).
+__device__ inline uint32_t mx_scale_pair(uint32_t word, int byte) {
+  return __byte_perm(word, 0, 0x4440 | byte) * 0x00800080u;
+}
+
+// The single permutation of an [N] vector (channel scales, bias; §2.4, §2.5) inside a 64-column tile: column n
+// (0..63) sits at element single_perm_pos(n). Column 8jj + 2q + e of mma sub-tile jj, lane q, is element
+// 8q + 2(jj % 4) + 32(jj >= 4) + e: e.g. columns 0, 1, 2, 8, 32 sit at 0, 1, 8, 2, 32.
+__host__ __device__ constexpr int single_perm_pos(int n) {
+  return 8 * ((n & 7) >> 1) + 2 * ((n >> 3) & 3) + (n & 32) + (n & 1);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Async copies (sm_80+).  src_bytes = 0 zero-fills the 16 destination bytes without reading global memory.
 // The destination is a shared-window address (smem_addr): kernels convert their shared base once, not per copy.
@@ -92,6 +123,12 @@ __device__ inline void cp_async_wait() {
 #define MARLIN_HAS_BULK 1
 #else
 #define MARLIN_HAS_BULK 0
+#endif
+// Warpgroup MMAs (wgmma) exist only in sm_90a code (the "a" target: TORCH_CUDA_ARCH_LIST=9.0a, see _ext.py).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ == 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MARLIN_HAS_WGMMA 1
+#else
+#define MARLIN_HAS_WGMMA 0
 #endif
 
 __device__ inline uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
@@ -150,6 +187,12 @@ __device__ inline void bulk_copy_g2s(void* smem_dst, const void* gmem_src, uint3
 __device__ inline int4 lds128(uint32_t addr) {
   int4 v;
   asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(addr));
+  return v;
+}
+
+__device__ inline uint32_t lds32(uint32_t addr) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(addr));
   return v;
 }
 

@@ -1,4 +1,5 @@
 // Picks the instantiation for (activation dtype, scale scheme, config) and plans the split-K.
+#include "common.cuh"
 #include "launch.h"
 
 namespace marlin_fast {
@@ -11,6 +12,14 @@ MARLIN_DECLARE_GEMM(gemm_f16_group)
 MARLIN_DECLARE_GEMM(gemm_bf16_channel)
 MARLIN_DECLARE_GEMM(gemm_bf16_group)
 MARLIN_DECLARE_GEMM(gemm_bf16_mx)
+
+// What this build's device code is: 1 in sm_90a code (the wgmma kernel is real), 0 elsewhere (it is a trap).
+__device__ int g_wgmma_built = MARLIN_HAS_WGMMA;
+
+bool gemm_wgmma_built() {
+  int built = 0;
+  return cudaMemcpyFromSymbol(&built, g_wgmma_built, sizeof built) == cudaSuccess && built == 1;
+}
 
 int gemm_blocks_per_sm(int act, int scheme, int config) {
   if (act == kActFp16) {

@@ -350,11 +350,10 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
       const int4 sv = lds128(s_lane + slot_off);
       const uint32_t sw[4] = {(uint32_t)sv.x, (uint32_t)sv.y, (uint32_t)sv.z, (uint32_t)sv.w};
 #pragma unroll
-      for (int jj = 0; jj < 8; ++jj) group_scale[jj] = __byte_perm(sw[jj / 2], 0, (jj % 2) ? 0x3232 : 0x1010);
+      for (int jj = 0; jj < 8; ++jj) group_scale[jj] = group_scale_pair(sw[jj / 2], jj % 2);
     }
     // MX: one 32-group per two k16 steps (U is even, so pairs never straddle).  8 e8m0 bytes at 8*c8: word j/2,
-    // byte (j%2) + 2h scales sub-tile jj = 2j + h (§2.7, §2.14); e8m0 byte b -> bf16 bits b << 7 = 2^(b-127)
-    // (b = 0 -> +0, b = 255 -> +inf, §3.1), paired: b * 0x00800080 = (b << 7) | (b << 23).
+    // byte (j%2) + 2h scales sub-tile jj = 2j + h (§2.7, §2.14).
     [[maybe_unused]] uint32_t mx_scale[8];
     auto k_step = [&](int i) {
       if constexpr (SCHEME == kSchemeMx32) {
@@ -364,7 +363,7 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
 #pragma unroll
           for (int jj = 0; jj < 8; ++jj) {
             const int j = jj / 2, h = jj % 2;
-            mx_scale[jj] = __byte_perm(j < 2 ? raw.x : raw.y, 0, 0x4440 | ((j % 2) + 2 * h)) * 0x00800080u;
+            mx_scale[jj] = mx_scale_pair(j < 2 ? raw.x : raw.y, (j % 2) + 2 * h);
           }
         }
       }
@@ -380,22 +379,14 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
       if constexpr (SCHEME == kSchemeGroup128) {
         // fused scale jj (column 16j + 8h + c8) times sub-tile jj: RT(u * S_g) (§3.2 B).
 #pragma unroll
-        for (int jj = 0; jj < 8; ++jj) {
-          const T2 s2 = Act<T>::from_bits(group_scale[jj]);
+        for (int jj = 0; jj < 8; ++jj)
 #pragma unroll
-          for (int r = 0; r < 2; ++r) bf[jj][r] = bits_of(__hmul2(Act<T>::from_bits(bf[jj][r]), s2));
-        }
+          for (int r = 0; r < 2; ++r) bf[jj][r] = scale_pair_group<T>(bf[jj][r], group_scale[jj]);
       } else if constexpr (SCHEME == kSchemeMx32) {
-        // RT(RT(u * 2^-120 * 2^120) * mu) (§3.2 C): the first multiply is exact.
-        const T2 two_pow_120 = Act<T>::from_bits(0x7B807B80u);  // bf16 2^120: exponent 247
 #pragma unroll
-        for (int jj = 0; jj < 8; ++jj) {
+        for (int jj = 0; jj < 8; ++jj)
 #pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            const T2 unbiased = __hmul2(Act<T>::from_bits(bf[jj][r]), two_pow_120);
-            bf[jj][r] = bits_of(__hmul2(unbiased, Act<T>::from_bits(mx_scale[jj])));
-          }
-        }
+          for (int r = 0; r < 2; ++r) bf[jj][r] = scale_pair_mx<T>(bf[jj][r], mx_scale[jj]);
       }
 #pragma unroll
       for (int mb = 0; mb < MB; ++mb) {
@@ -642,29 +633,5 @@ cudaError_t launch_impl(const GemmArgs& p, cudaStream_t stream) {
   kernel<<<static_cast<unsigned>(blocks), Tl::kThreads, Tl::SMEM_BYTES, stream>>>(p);
   return cudaGetLastError();
 }
-
-#define MARLIN_DEFINE_GEMM(NAME, T, SCHEME)                                         \
-  int NAME##_blocks_per_sm(int config) {                                            \
-    switch (config) {                                                               \
-      case 0: return blocks_per_sm_impl<T, SCHEME, 0>();                            \
-      case 1: return blocks_per_sm_impl<T, SCHEME, 1>();                            \
-      case 2: return blocks_per_sm_impl<T, SCHEME, 2>();                            \
-      case 3: return blocks_per_sm_impl<T, SCHEME, 3>();                            \
-      case 4: return blocks_per_sm_impl<T, SCHEME, 4>();                            \
-      case 5: return blocks_per_sm_impl<T, SCHEME, 5>();                            \
-    }                                                                               \
-    return 0;                                                                       \
-  }                                                                                 \
-  cudaError_t NAME##_launch(int config, const GemmArgs& p, cudaStream_t stream) {   \
-    switch (config) {                                                               \
-      case 0: return launch_impl<T, SCHEME, 0>(p, stream);                          \
-      case 1: return launch_impl<T, SCHEME, 1>(p, stream);                          \
-      case 2: return launch_impl<T, SCHEME, 2>(p, stream);                          \
-      case 3: return launch_impl<T, SCHEME, 3>(p, stream);                          \
-      case 4: return launch_impl<T, SCHEME, 4>(p, stream);                          \
-      case 5: return launch_impl<T, SCHEME, 5>(p, stream);                          \
-    }                                                                               \
-    return cudaErrorInvalidValue;                                                   \
-  }
 
 }  // namespace marlin_fast

@@ -20,7 +20,7 @@ enum ActDtype : int { kActFp16 = 0, kActBf16 = 1 };
 enum ScaleScheme : int { kSchemeChannel = 0, kSchemeGroup128 = 1, kSchemeMx32 = 2 };
 
 // Thread-block configurations (tile sizes), chosen by M; see gemm_kernel.cuh.
-constexpr int kNumConfigs = 6;
+constexpr int kNumConfigs = 7;
 struct ConfigInfo {
   int mb;  // m16 blocks per warp
   int wm;  // warps along M
@@ -29,6 +29,8 @@ struct ConfigInfo {
   int u;   // k16 steps per warp per stage
   int ns;  // pipeline stages
   int tma; // 1: weight tiles arrive by bulk copies (cp.async.bulk + mbarrier, sm_90+), 0: cp.async
+  int wgmma;  // 1: the Hopper kernel of gemm_wgmma.cuh (sm_90a): 4*wm warps = 2 warpgroups on block_m() rows of x
+              // and wn Marlin tiles (wm and mb only set the block's shape and the split-K partial size there)
   constexpr int threads() const { return 32 * wm * wn * wk; }
   constexpr int block_m() const { return 16 * mb * wm; }
   constexpr int block_n() const { return 64 * wn; }
@@ -37,13 +39,18 @@ struct ConfigInfo {
   constexpr int partial_floats() const { return wm * wn * 32 * mb * 32; }
 };
 constexpr ConfigInfo kConfigs[kNumConfigs] = {
-    {1, 1, 2, 4, 2, 5, 0},  // 0: M <= 16   block 16 x 128, stage = 128 k
-    {2, 1, 2, 4, 2, 4, 0},  // 1: M <= 32   block 32 x 128
-    {4, 1, 2, 4, 2, 4, 0},  // 2: M <= 64   block 64 x 128
-    {4, 2, 4, 1, 4, 4, 0},  // 3: M > 64    block 128 x 256, stage = 64 k
-    {1, 1, 2, 4, 2, 5, 1},  // 4: as 0, bulk copies (sm_90)
-    {1, 1, 4, 2, 4, 4, 1},  // 5: M <= 16, block 16 x 256, stage = 128 k x 4 tiles, bulk copies (sm_90)
+    {1, 1, 2, 4, 2, 5, 0, 0},  // 0: M <= 16   block 16 x 128, stage = 128 k
+    {2, 1, 2, 4, 2, 4, 0, 0},  // 1: M <= 32   block 32 x 128
+    {4, 1, 2, 4, 2, 4, 0, 0},  // 2: M <= 64   block 64 x 128
+    {4, 2, 4, 1, 4, 4, 0, 0},  // 3: M > 64    block 128 x 256, stage = 64 k
+    {1, 1, 2, 4, 2, 5, 1, 0},  // 4: as 0, bulk copies (sm_90)
+    {1, 1, 4, 2, 4, 4, 1, 0},  // 5: M <= 16, block 16 x 256, stage = 128 k x 4 tiles, bulk copies (sm_90)
+    {4, 4, 2, 1, 4, 5, 0, 1},  // 6: M >= 256 on Hopper, block 256 x 128, stage = 64 k, wgmma (sm_90a)
 };
+constexpr int kWgmmaConfig = 6;
+
+// 1 where the extension was built with the wgmma kernel (sm_90a code for this device), else 0.
+bool gemm_wgmma_built();
 
 struct GemmArgs {
   const void* a;        // [M, lda] activations (fp16/bf16), row stride lda elements

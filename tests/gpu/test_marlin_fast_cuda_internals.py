@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import marlin_ref as mr
-from gpu_cases import (CUDA_MARKS, FP8_GROUP, MX_GROUP, NUM_CONFIGS, SCHEMES, TILE_K, activations, assert_same_bytes,
-                       assert_same_values, dev, host, kernels, make_layer, run_gemm)
+from gpu_cases import (CUDA_MARKS, FP8_GROUP, MX_GROUP, NUM_CONFIGS, SCHEMES, TILE_K, WGMMA_CONFIG, activations,
+                       assert_same_bytes, assert_same_values, dev, host, kernels, make_layer, run_gemm)
 from marlin_ref.marlin_gemm import one_hot_activations, one_hot_expected
 from properties.laws import assert_within_gemm_bound
 
@@ -69,7 +69,7 @@ def test_channel_wise_k_tail_is_exact():
         assert_same_values(got, one_hot_expected(layer.w_eff, "bfloat16", hot=hot), where=f"K tail, config {config}")
 
 
-# The kernel runs the stages wholly inside K (128 k each in configurations 0-2, 4, 5; 64 in 3) in a steady loop of
+# The kernel runs the stages wholly inside K (128 k each in configurations 0-2, 4, 5; 64 in 3 and 6) in a steady loop of
 # NS-stage trips without bounds tests, then a tested tail loop.  These K give 9 to 34 stages: one to three steady
 # trips, every remainder of the tail, with and without a partial last stage; N = 192 leaves the last block of 128
 # columns half outside N (that block runs the tail loop only), N = 256 none.
@@ -105,7 +105,8 @@ def test_sanitize_steady_and_tail_loops(scheme, dtype, size_k):
         assert_same_values(got, want, where=f"{scheme}/{dtype} K={size_k} config={config}")
 
 
-@pytest.mark.parametrize("tokens, top_k, config", [(5, 2, 0), (40, 2, 1), (64, 3, 2), (150, 2, 3)])
+@pytest.mark.parametrize("tokens, top_k, config", [(5, 2, 0), (40, 2, 1), (64, 3, 2), (150, 2, 3),
+                                                (300, 2, WGMMA_CONFIG)])
 @pytest.mark.parametrize("scheme, dtype", SCHEMES)
 def test_moe_rows_equal_the_dense_kernel_in_the_same_config(scheme, dtype, tokens, top_k, config):
     # Our MoE and dense kernels share the tile code: with the same config and splits the rows are the same bits.
@@ -122,6 +123,50 @@ def test_moe_rows_equal_the_dense_kernel_in_the_same_config(scheme, dtype, token
         if m.size:
             assert_same_values(got[m * top_k + i], host(run_gemm(layer, a[m], config=config, splits=2)),
                                where=f"expert {e}")
+
+
+
+def test_large_m_takes_the_wgmma_kernel_on_hopper_only():
+    # marlin_gemm's automatic choice: the wgmma configuration from M = 256 on where it runs (compute capability 9.0,
+    # the extension built for sm_90a), the mma.sync configuration for large tiles below it and everywhere else.
+    from marlin_fast import _ext
+
+    ext = _ext.load()
+    on_hopper = torch.cuda.get_device_capability() == (9, 0)
+    assert ext.gemm_dense_config(255) == ext.gemm_config_for_rows(255) == 3
+    assert ext.gemm_dense_config(256) == (WGMMA_CONFIG if on_hopper else 3)
+    assert ext.gemm_config_for_rows(4096) == 3  # MoE keeps the mma.sync configurations
+
+
+@pytest.mark.parametrize("rows", [256, 300, 777])
+@pytest.mark.parametrize("scheme, dtype", SCHEMES)
+def test_large_m_random_within_bound_and_one_hot_exact(scheme, dtype, rows):
+    # M >= 256 takes the wgmma kernel on Hopper (the automatic choice above): random activations within the derived
+    # bound and one-hot rows bit for bit, over 1 to 4 blocks of 256 rows, a block of 128 columns half outside N
+    # (N = 320), and a last stage of two k16 steps (K = 1040 channel-wise; MX K = 1056: its second 32-group row
+    # lies past K).
+    size_k = {"channel": 1040, "group128": 1024, "mx": 1056}[scheme]
+    rng = _rng(scheme, dtype, rows)
+    layer = make_layer(scheme, dtype, size_k, 320, rng, bias=True)
+    a = activations(rng, rows, size_k, dtype)
+    where = f"{scheme}/{dtype} M={rows} K={size_k}"
+    assert_within_gemm_bound(host(run_gemm(layer, a)), a, layer.w_eff, dtype, bias=layer.bias,
+                             channel_scales=layer.channel_scales, where=where)
+    hot = rng.choice(size_k, rows)
+    got = host(run_gemm(layer, one_hot_activations(hot, size_k, dtype)))
+    assert_same_values(got, one_hot_expected(layer.w_eff, dtype, hot=hot, bias=layer.bias), where=where)
+
+
+@pytest.mark.parametrize("config", range(NUM_CONFIGS))
+def test_out_may_be_only_4_byte_aligned(config):
+    # out needs 4-byte alignment only: a view 4 bytes past a 16-byte boundary, where 16-byte stores would fault.
+    layer, hot, a = _one_hot_case("group128", "bfloat16", 70, bias=True, size_k=256, size_n=192)
+    buf = torch.full((70 * 192 + 2,), float("nan"), dtype=torch.bfloat16, device="cuda")
+    out = buf[2:].view(70, 192)
+    assert out.data_ptr() % 16 == 4
+    run_gemm(layer, a, config=config, out=out)
+    assert_same_values(host(out), one_hot_expected(layer.w_eff, "bfloat16", hot=hot, bias=layer.bias),
+                       where=f"config {config}")
 
 
 def test_sanitize_moe_small():
