@@ -203,9 +203,14 @@ __global__ void __launch_bounds__(WgmmaTiling<SCHEME>::kThreads, 1) marlin_gemm_
       if (!tile_ok) a[0] = a[1] = a[2] = a[3] = 0;  // nothing of a tile past N was copied
     }
     wgmma_fence();
+    if (steps == KC) {  // every stage but a K tail: no test between the MMAs
 #pragma unroll
-    for (int kk = 0; kk < KC; ++kk) {
-      if (kk < steps) wgmma_m64n256k16_rs<T>(acc, a_frag[BUF][kk], x_desc + ((slot_off + kk * 8192) >> 4));
+      for (int kk = 0; kk < KC; ++kk) wgmma_m64n256k16_rs<T>(acc, a_frag[BUF][kk], x_desc + ((slot_off + kk * 8192) >> 4));
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < KC; ++kk) {
+        if (kk < steps) wgmma_m64n256k16_rs<T>(acc, a_frag[BUF][kk], x_desc + ((slot_off + kk * 8192) >> 4));
+      }
     }
     wgmma_commit();
     wgmma_wait<1>();  // stage s - 1's MMAs are done: its A fragments are free, and (after the next barrier) its slot
