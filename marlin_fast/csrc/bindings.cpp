@@ -10,6 +10,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -90,45 +91,41 @@ Failure check_aligned16(const char* fn, const char* name, const torch::Tensor& t
   return {};
 }
 
-int num_sms(int device) {
+// A value of a device computed once per process (its attributes; what this build holds for it).  Each Compute is its
+// own lambda type, so each gets its own cache.
+template <typename Compute>
+int once_per_device(int device, Compute compute) {
   static std::mutex mu;
   static std::map<int, int> cache;
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(device);
   if (it != cache.end()) return it->second;
-  int sms = 0;
-  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) sms = 1;
-  cache[device] = sms;
-  return sms;
+  return cache[device] = compute(device);
+}
+
+int device_attribute(int device, cudaDeviceAttr attribute) {
+  int value = 0;
+  return cudaDeviceGetAttribute(&value, attribute, device) == cudaSuccess ? value : 0;
+}
+
+int num_sms(int device) {
+  return once_per_device(device, [](int d) {
+    return std::max(1, device_attribute(d, cudaDevAttrMultiProcessorCount));
+  });
 }
 
 int compute_major(int device) {
-  static std::mutex mu;
-  static std::map<int, int> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(device);
-  if (it != cache.end()) return it->second;
-  int major = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) major = 0;
-  cache[device] = major;
-  return major;
+  return once_per_device(device, [](int d) { return device_attribute(d, cudaDevAttrComputeCapabilityMajor); });
 }
 
 // The wgmma configuration runs where the device is compute capability 9.0 exactly (wgmma is sm_90a only: neither
 // sm_80 nor sm_100 has it) and this build holds its sm_90a code (marlin_fast/_ext.py builds 9.0a on such a device).
+// Called with `device` current (gemm_wgmma_built reads the current device's copy of the build's flag).
 bool wgmma_ready(int device) {
-  static std::mutex mu;
-  static std::map<int, bool> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache.find(device);
-  if (it != cache.end()) return it->second;
-  int major = 0, minor = 0;
-  const bool sm90 = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
-                    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) == cudaSuccess &&
-                    major == 9 && minor == 0;
-  const bool ready = sm90 && mf::gemm_wgmma_built();
-  cache[device] = ready;
-  return ready;
+  return once_per_device(device, [](int d) {
+    return device_attribute(d, cudaDevAttrComputeCapabilityMajor) == 9 &&
+           device_attribute(d, cudaDevAttrComputeCapabilityMinor) == 0 && mf::gemm_wgmma_built();
+  }) != 0;
 }
 
 int blocks_per_sm(int act, int scheme, int config, int device) {

@@ -96,6 +96,21 @@ __device__ inline int swizzle_b(int chunk) { return chunk ^ ((chunk >> 3) & 1); 
 // counted from element 8q, i.e. element 8q + 2(jj % 4) + 32(jj >= 4).
 __device__ inline int pair_word(int jj) { return (jj < 4 ? 0 : 16) + jj % 4; }
 
+// What a block owns (plan_gemm): blockIdx.x = (nblk * splits + split) * m_blocks + mblk, i.e. row block mblk, column
+// block nblk, and stages [st0, st0 + nst) of the K range (split `split` of `splits`); MoE: its rows' expert.
+struct BlockWork {
+  int mblk, split, nblk, st0, nst, expert;
+  __device__ explicit BlockWork(const GemmArgs& p) {
+    const int bid = blockIdx.x;
+    mblk = bid % p.m_blocks;
+    split = (bid / p.m_blocks) % p.splits;
+    nblk = bid / p.m_blocks / p.splits;
+    st0 = split * p.stages_per_split;
+    nst = min(p.total_stages, st0 + p.stages_per_split) - st0;
+    expert = p.expert_ids ? p.expert_ids[mblk] : 0;
+  }
+};
+
 template <typename T, int SCHEME, int CONFIG>
 __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFIG, SCHEME>::kMinBlocks)
     marlin_gemm_kernel(const GemmArgs p) {
@@ -114,17 +129,11 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
   const int wmn = warp / WK;  // = wm * WN + wn
   const int q = lane % 4, c8 = lane / 4;
 
-  int bid = blockIdx.x;
-  const int mblk = bid % p.m_blocks;
-  bid /= p.m_blocks;
-  const int split = bid % p.splits;
-  const int nblk = bid / p.splits;
-  const int st0 = split * p.stages_per_split;
-  const int st1 = min(p.total_stages, st0 + p.stages_per_split);
-  const int nst = st1 - st0;
+  const BlockWork work(p);
+  const int mblk = work.mblk, split = work.split, nblk = work.nblk, st0 = work.st0, nst = work.nst;
+  const int expert = work.expert;
   const int ksteps = p.K / kTileK;
 
-  const int expert = p.expert_ids ? p.expert_ids[mblk] : 0;
   const int4* bq = reinterpret_cast<const int4*>(p.b) + expert * (p.b_expert_stride / 4);
   // Opaque, so that a copy's address is one IMAD.WIDE from it (the compiler otherwise re-adds the expert's
   // offset to every 32-bit offset of the large tiles' copies in 64 bits: four more instructions each).
@@ -605,33 +614,36 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
 
 #undef B_ROW
 
-// Launch helpers, instantiated per (activation dtype, scheme) in gemm_*.cu.
-template <typename T, int SCHEME, int CONFIG>
-inline auto gemm_kernel_ptr() {
-  return &marlin_gemm_kernel<T, SCHEME, CONFIG>;
+// Launch helpers of a GEMM kernel (this one or gemm_wgmma.cuh's), instantiated per (activation dtype, scheme) in
+// gemm_*.cu: blocks of it that fit on an SM, and a launch over the plan's m_blocks x n_blocks x splits blocks.
+template <typename Kernel>
+int kernel_blocks_per_sm(Kernel kernel, int threads, int smem_bytes) {
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  int blocks = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, threads, smem_bytes) != cudaSuccess) return 0;
+  return blocks;
+}
+
+template <typename Kernel>
+cudaError_t launch_kernel(Kernel kernel, int threads, int smem_bytes, const GemmArgs& p, cudaStream_t stream) {
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes);
+  if (err != cudaSuccess) return err;
+  const long long blocks = static_cast<long long>(p.m_blocks) * p.n_blocks * p.splits;
+  if (blocks == 0) return cudaSuccess;
+  kernel<<<static_cast<unsigned>(blocks), threads, smem_bytes, stream>>>(p);
+  return cudaGetLastError();
 }
 
 template <typename T, int SCHEME, int CONFIG>
 int blocks_per_sm_impl() {
   using Tl = Tiling<CONFIG, SCHEME>;
-  auto kernel = gemm_kernel_ptr<T, SCHEME, CONFIG>();
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::SMEM_BYTES);
-  int blocks = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Tl::kThreads, Tl::SMEM_BYTES) != cudaSuccess)
-    return 0;
-  return blocks;
+  return kernel_blocks_per_sm(&marlin_gemm_kernel<T, SCHEME, CONFIG>, Tl::kThreads, Tl::SMEM_BYTES);
 }
 
 template <typename T, int SCHEME, int CONFIG>
 cudaError_t launch_impl(const GemmArgs& p, cudaStream_t stream) {
   using Tl = Tiling<CONFIG, SCHEME>;
-  auto kernel = gemm_kernel_ptr<T, SCHEME, CONFIG>();
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::SMEM_BYTES);
-  if (err != cudaSuccess) return err;
-  const long long blocks = static_cast<long long>(p.m_blocks) * p.n_blocks * p.splits;
-  if (blocks == 0) return cudaSuccess;
-  kernel<<<static_cast<unsigned>(blocks), Tl::kThreads, Tl::SMEM_BYTES, stream>>>(p);
-  return cudaGetLastError();
+  return launch_kernel(&marlin_gemm_kernel<T, SCHEME, CONFIG>, Tl::kThreads, Tl::SMEM_BYTES, p, stream);
 }
 
 }  // namespace marlin_fast

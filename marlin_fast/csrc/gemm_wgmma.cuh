@@ -83,16 +83,11 @@ __global__ void __launch_bounds__(WgmmaTiling<SCHEME>::kThreads, 1) marlin_gemm_
   const int wg = warp / 4, w = warp % 4;  // warpgroup (= Marlin tile of the block), warp inside it
   const int q = lane % 4, c8 = lane / 4;
 
-  int bid = blockIdx.x;
-  const int mblk = bid % p.m_blocks;
-  bid /= p.m_blocks;
-  const int split = bid % p.splits;
-  const int nblk = bid / p.splits;
-  const int st0 = split * p.stages_per_split;
-  const int nst = min(p.total_stages, st0 + p.stages_per_split) - st0;
+  const BlockWork work(p);
+  const int mblk = work.mblk, split = work.split, nblk = work.nblk, st0 = work.st0, nst = work.nst;
+  const int expert = work.expert;
   const int ksteps = p.K / kTileK;
 
-  const int expert = p.expert_ids ? p.expert_ids[mblk] : 0;
   const int4* bq = reinterpret_cast<const int4*>(p.b) + expert * (p.b_expert_stride / 4);
   const unsigned char* sc = reinterpret_cast<const unsigned char*>(p.scales) + expert * p.s_expert_stride * ES;
   const int n_blk0 = nblk * BN;
@@ -348,24 +343,13 @@ __global__ void __launch_bounds__(WgmmaTiling<SCHEME>::kThreads, 1) marlin_gemm_
 template <typename T, int SCHEME>
 int wgmma_blocks_per_sm_impl() {
   using Tl = WgmmaTiling<SCHEME>;
-  auto kernel = &marlin_gemm_wgmma_kernel<T, SCHEME>;
-  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::SMEM_BYTES);
-  int blocks = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Tl::kThreads, Tl::SMEM_BYTES) != cudaSuccess)
-    return 0;
-  return blocks;
+  return kernel_blocks_per_sm(&marlin_gemm_wgmma_kernel<T, SCHEME>, Tl::kThreads, Tl::SMEM_BYTES);
 }
 
 template <typename T, int SCHEME>
 cudaError_t wgmma_launch_impl(const GemmArgs& p, cudaStream_t stream) {
   using Tl = WgmmaTiling<SCHEME>;
-  auto kernel = &marlin_gemm_wgmma_kernel<T, SCHEME>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Tl::SMEM_BYTES);
-  if (err != cudaSuccess) return err;
-  const long long blocks = static_cast<long long>(p.m_blocks) * p.n_blocks * p.splits;
-  if (blocks == 0) return cudaSuccess;
-  kernel<<<static_cast<unsigned>(blocks), Tl::kThreads, Tl::SMEM_BYTES, stream>>>(p);
-  return cudaGetLastError();
+  return launch_kernel(&marlin_gemm_wgmma_kernel<T, SCHEME>, Tl::kThreads, Tl::SMEM_BYTES, p, stream);
 }
 
 }  // namespace marlin_fast
