@@ -3,7 +3,8 @@
 `pip install` stays pure Python: nothing here runs at import time, and CPU-only machines never need
 nvcc. The first call of `load()` compiles the sources with torch.utils.cpp_extension.load for the
 current GPU's architecture only (sm_80 or newer: cp.async, ldmatrix and bf16 mma.sync need it; on compute
-capability 9.0 the "a" target, sm_90a, which the wgmma kernel needs) and caches the module; later processes reuse the build directory (ninja rebuilds only what changed).
+capability 9.0 the "a" target, sm_90a, which the wgmma kernel needs) and caches the module; later
+processes reuse the build directory (ninja rebuilds only what changed).
 
 Environment:
     MARLIN_FAST_BUILD_DIR   build directory (default: torch's extension cache, per arch)

@@ -153,8 +153,8 @@ __global__ void __launch_bounds__(WgmmaTiling<SCHEME>::kThreads, 1) marlin_gemm_
   // pair at 8*c8 + 2w (columns 16w + c8 and 16w + 8 + c8, §2.4), MX the word at 8*c8 + 4*(w/2) of each row
   // (bytes (w%2) and (w%2) + 2, §2.7).
   const uint32_t w_lane = smem_base + Tl::X_BYTES + wg * 1024 + (w / 2) * 512 + lane * 16 + (w % 2) * 8;
-  [[maybe_unused]] const uint32_t s_lane =
-      smem_base + Tl::X_BYTES + Tl::W_BYTES + (wg * kTileN + 8 * c8 + (SCHEME == kSchemeMx32 ? 4 * (w / 2) : 2 * w)) * ES;
+  const int scale_col = 8 * c8 + (SCHEME == kSchemeMx32 ? 4 * (w / 2) : 2 * w);
+  [[maybe_unused]] const uint32_t s_lane = smem_base + Tl::X_BYTES + Tl::W_BYTES + (wg * kTileN + scale_col) * ES;
   const uint64_t x_desc = wgmma_desc_no_swizzle(smem_base, 128, 256);
 
   float acc[128];
@@ -200,7 +200,9 @@ __global__ void __launch_bounds__(WgmmaTiling<SCHEME>::kThreads, 1) marlin_gemm_
     wgmma_fence();
     if (steps == KC) {  // every stage but a K tail: no test between the MMAs
 #pragma unroll
-      for (int kk = 0; kk < KC; ++kk) wgmma_m64n256k16_rs<T>(acc, a_frag[BUF][kk], x_desc + ((slot_off + kk * 8192) >> 4));
+      for (int kk = 0; kk < KC; ++kk) {
+        wgmma_m64n256k16_rs<T>(acc, a_frag[BUF][kk], x_desc + ((slot_off + kk * 8192) >> 4));
+      }
     } else {
 #pragma unroll
       for (int kk = 0; kk < KC; ++kk) {
