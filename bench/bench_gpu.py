@@ -152,6 +152,9 @@ def time_gemm(timer: Timer, gemm, x, q_copies, scales, size_n, size_k, reps, gra
 
 def bench_gemm(timer: Timer, copy_bw: float, reps: int, graph_calls: int, shapes, rows_list, schemes,
                peer=None) -> list:
+    from marlin_fast import _ext
+
+    ext = _ext.load()
     results = []
     dtype = torch.bfloat16
     gen = torch.Generator(device="cuda").manual_seed(2)
@@ -173,6 +176,7 @@ def bench_gemm(timer: Timer, copy_bw: float, reps: int, graph_calls: int, shapes
                 floor_us = weight_bytes / copy_bw * 1e6
                 row = {
                     "N": size_n, "K": size_k, "M": rows, "scheme": scheme, "dtype": "bfloat16",
+                    "config": ext.gemm_dense_config(rows),   # ours: 6 is the wgmma kernel, 0-5 mma.sync
                     "check_err_over_bound": ratio, "check_ok": ratio <= 1.0,
                     "marlin_us": marlin_us, "cublas_us": cublas_us,
                     "marlin_graph_us": marlin_graph, "cublas_graph_us": cublas_graph,
