@@ -64,7 +64,7 @@ def sweep() -> None:
     gen = torch.Generator(device="cuda").manual_seed(3)
     for size_n, size_k in [(8192, 8192), (28672, 4096), (4096, 14336)]:
         q, s, _, _ = make_gemm_inputs(kernels, size_n, size_k, "channel", torch.bfloat16, gen)
-        # 6: the wgmma kernel (sm_90a), against 3, the mma.sync configuration it replaces from M = 256
+        # 6: the wgmma kernel (sm_90a), against 3, the mma.sync configuration it would replace (kWgmmaMinRows)
         for rows, configs in [(1, [0, 5]), (64, [2]), (256, [3, 6]), (1024, [3, 6])]:
             x = torch.randn((rows, size_k), device="cuda", generator=gen).to(torch.bfloat16)
             line = []

@@ -361,11 +361,14 @@ int config_for_rows(int64_t rows) {
 }
 
 // A dense GEMM of at least this many rows takes the wgmma kernel where it runs (MoE keeps config_for_rows: its
-// experts see few rows each).
-constexpr int64_t kWgmmaMinRows = 256;
+// experts see few rows each); 0: never by itself, only as config=6. Off until a timed run puts the wgmma kernel
+// ahead of configuration 3: its first profile (H100, ncu, M = 1024, 8192 x 8192) took 1.37x the peer's time,
+// waiting on its copies (bench/results/gpu/fault-2026-12-05). bench/pick_configs.py names the value from a sweep.
+constexpr int64_t kWgmmaMinRows = 0;
 
 int dense_config(int64_t rows, int device) {
-  return rows >= kWgmmaMinRows && wgmma_ready(device) ? mf::kWgmmaConfig : config_for_rows(rows);
+  const bool wgmma = kWgmmaMinRows > 0 && rows >= kWgmmaMinRows && wgmma_ready(device);
+  return wgmma ? mf::kWgmmaConfig : config_for_rows(rows);
 }
 
 }  // namespace
@@ -408,6 +411,7 @@ int64_t gemm_dense_config(int64_t rows) {  // marlin_gemm's automatic choice on 
   if (cudaGetDevice(&device) != cudaSuccess) return -1;
   return dense_config(rows, device);
 }
+int64_t gemm_wgmma_min_rows() { return kWgmmaMinRows; }
 int64_t gemm_config_block_m(int64_t config) {
   return config >= 0 && config < mf::kNumConfigs ? mf::kConfigs[config].block_m() : -1;
 }
@@ -514,6 +518,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("marlin_gemm", &marlin_gemm, "Marlin FP8/MXFP8 W8A16 GEMM");
   m.def("marlin_moe_gemm", &marlin_moe_gemm, "Marlin FP8/MXFP8 W8A16 GEMM over stacked experts");
   m.def("gemm_config_for_rows", &gemm_config_for_rows, "thread-block config chosen for a number of rows");
+  m.def("gemm_wgmma_min_rows", &gemm_wgmma_min_rows, "rows from which marlin_gemm takes the wgmma config (0: never)");
   m.def("gemm_dense_config", &gemm_dense_config, "marlin_gemm's automatic config for a number of rows (this device)");
   m.def("gemm_config_block_m", &gemm_config_block_m, "rows per block of a config (-1 if no such config)");
 }

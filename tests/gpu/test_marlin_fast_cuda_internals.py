@@ -126,35 +126,41 @@ def test_moe_rows_equal_the_dense_kernel_in_the_same_config(scheme, dtype, token
 
 
 
-def test_large_m_takes_the_wgmma_kernel_on_hopper_only():
-    # marlin_gemm's automatic choice: the wgmma configuration from M = 256 on where it runs (compute capability 9.0,
-    # the extension built for sm_90a), the mma.sync configuration for large tiles below it and everywhere else.
+def test_large_m_takes_the_wgmma_kernel_on_hopper_only_from_its_threshold():
+    # marlin_gemm's automatic choice: the wgmma configuration from gemm_wgmma_min_rows() on where it runs (compute
+    # capability 9.0, the extension built for sm_90a), the mma.sync configuration for large tiles below it, everywhere
+    # else, and at every M while the threshold is 0 (off until a timed run puts the wgmma kernel ahead).
     from marlin_fast import _ext
 
     ext = _ext.load()
     on_hopper = torch.cuda.get_device_capability() == (9, 0)
-    assert ext.gemm_dense_config(255) == ext.gemm_config_for_rows(255) == 3
-    assert ext.gemm_dense_config(256) == (WGMMA_CONFIG if on_hopper else 3)
+    threshold = ext.gemm_wgmma_min_rows()
+    assert threshold == 0 or threshold >= 65  # below that, configurations 0-2 are the smaller tiles
+    for rows in (65, 255, 256, 1024, 4096):
+        wgmma = on_hopper and threshold > 0 and rows >= threshold
+        assert ext.gemm_dense_config(rows) == (WGMMA_CONFIG if wgmma else 3)
     assert ext.gemm_config_for_rows(4096) == 3  # MoE keeps the mma.sync configurations
 
 
 @pytest.mark.parametrize("rows", [256, 300, 777])
 @pytest.mark.parametrize("scheme, dtype", SCHEMES)
 def test_large_m_random_within_bound_and_one_hot_exact(scheme, dtype, rows):
-    # M >= 256 takes the wgmma kernel on Hopper (the automatic choice above): random activations within the derived
-    # bound and one-hot rows bit for bit, over 1 to 4 blocks of 256 rows, a block of 128 columns half outside N
-    # (N = 320), and a last stage of two k16 steps (K = 1040 channel-wise; MX K = 1056: its second 32-group row
+    # M >= 256, in the automatic choice and, on Hopper, in the wgmma kernel by name: random activations within the
+    # derived bound and one-hot rows bit for bit, over 1 to 4 blocks of 256 rows, a block of 128 columns half outside
+    # N (N = 320), and a last stage of two k16 steps (K = 1040 channel-wise; MX K = 1056: its second 32-group row
     # lies past K).
     size_k = {"channel": 1040, "group128": 1024, "mx": 1056}[scheme]
     rng = _rng(scheme, dtype, rows)
     layer = make_layer(scheme, dtype, size_k, 320, rng, bias=True)
     a = activations(rng, rows, size_k, dtype)
-    where = f"{scheme}/{dtype} M={rows} K={size_k}"
-    assert_within_gemm_bound(host(run_gemm(layer, a)), a, layer.w_eff, dtype, bias=layer.bias,
-                             channel_scales=layer.channel_scales, where=where)
     hot = rng.choice(size_k, rows)
-    got = host(run_gemm(layer, one_hot_activations(hot, size_k, dtype)))
-    assert_same_values(got, one_hot_expected(layer.w_eff, dtype, hot=hot, bias=layer.bias), where=where)
+    on_hopper = torch.cuda.get_device_capability() == (9, 0)
+    for config in (None, WGMMA_CONFIG) if on_hopper else (None,):
+        where = f"{scheme}/{dtype} M={rows} K={size_k} config={config}"
+        assert_within_gemm_bound(host(run_gemm(layer, a, config=config)), a, layer.w_eff, dtype, bias=layer.bias,
+                                 channel_scales=layer.channel_scales, where=where)
+        got = host(run_gemm(layer, one_hot_activations(hot, size_k, dtype), config=config))
+        assert_same_values(got, one_hot_expected(layer.w_eff, dtype, hot=hot, bias=layer.bias), where=where)
 
 
 @pytest.mark.parametrize("config", range(NUM_CONFIGS))
