@@ -10,6 +10,8 @@ prints, without a GPU:
   geometric mean over the cases (a choice for `config_for_rows`), that mean, its worst case, and the same for
   today's choice (`DEFAULT_CONFIG`, automatic splits) so the gain is a number;
 * per M and configuration: whether `plan_gemm`'s automatic split count is within 5% of the best forced one;
+* per M and configuration with stream-K records (splits = 0, stream-k.patch): stream-K's time over the best
+  split-K count's, geometric mean and range over the cases;
 * the repack and fused checkpoint variants, fastest first, as multiples of a device copy.
 
 A case that failed its float64 check, or a variant with wrong bytes, is never chosen and is listed.
@@ -96,6 +98,34 @@ def gemm_choices(gemm: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
     return choices, splits, failed
 
 
+def stream_k_rows(gemm: list[dict]) -> list[dict]:
+    """Per (M, configuration) with stream-K records (splits = 0): its time over the best forced split-K count's in
+    each case where both passed their float64 check; geometric mean, best and worst over those cases.
+
+    >>> rec = lambda n, splits, us: dict(N=n, K=4096, M=64, scheme="channel", config=2, splits=splits, us=us,
+    ...                                  err_over_bound=0.5)
+    >>> (row,) = stream_k_rows([rec(4096, 1, 10.0), rec(4096, 2, 8.0), rec(4096, 0, 12.0), rec(8192, 1, 20.0),
+    ...                         rec(8192, 0, 15.0)])
+    >>> row["M"], row["config"], row["cases"], row["best"], row["worst"], round(row["geomean"], 4)  # 12/8, 15/20
+    (64, 2, 2, 0.75, 1.5, 1.0607)
+    """
+    split_best, stream = {}, {}
+    for r in gemm:
+        if not r["err_over_bound"] <= 1 or r["splits"] is None:
+            continue
+        case = (r["M"], r["config"], r["N"], r["K"], r["scheme"])
+        if r["splits"] == 0:
+            stream[case] = r["us"]
+        else:
+            split_best[case] = min(split_best.get(case, math.inf), r["us"])
+    ratios = defaultdict(list)   # (M, config) -> stream-K / best split-K, per case
+    for case, us in stream.items():
+        if case in split_best:
+            ratios[case[:2]].append(us / split_best[case])
+    return [{"M": rows, "config": config, "cases": len(r), "geomean": statistics.geometric_mean(r), "best": min(r),
+             "worst": max(r)} for (rows, config), r in sorted(ratios.items())]
+
+
 def repack_choices(repack: list[dict]) -> tuple[list[dict], list[dict]]:
     """(variants with right bytes, fastest repack first, as multiples of a copy; variants with wrong bytes)."""
     good = [dict(variant=r["repack"], repack_over_copy=r["repack_us"] / r["copy_us"],
@@ -103,7 +133,7 @@ def repack_choices(repack: list[dict]) -> tuple[list[dict], list[dict]]:
     return sorted(good, key=lambda r: r["repack_over_copy"]), [r for r in repack if not r["ok"]]
 
 
-def markdown(choices, splits, failed, repack, wrong) -> str:
+def markdown(choices, splits, failed, repack, wrong, stream_k=()) -> str:
     lines = ["# Configuration sweep: what wins", "",
              "Times relative to the best (configuration, split count) of each (shape, scheme) case; geometric mean "
              "and worst over the cases of that M.", "",
@@ -117,6 +147,11 @@ def markdown(choices, splits, failed, repack, wrong) -> str:
               "", "| M | configuration | auto / best split, worst case | keeps up |", "|---|---|---|---|"]
     lines += [f"| {r['M']} | {r['config']} | {r['auto_over_best_split_worst']:.3f} | "
               f"{'yes' if r['auto_keeps_up'] else 'no'} |" for r in splits]
+    if stream_k:
+        lines += ["", "Stream-K (splits = 0) over the best split-K count of the same configuration:", "",
+                  "| M | configuration | cases | geometric mean | best | worst |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['M']} | {r['config']} | {r['cases']} | {r['geomean']:.2f} | {r['best']:.2f} | "
+                  f"{r['worst']:.2f} |" for r in stream_k]
     lines += ["", "Repack of 8192 x 8192 (x a device copy), fastest first:", "",
               "| variant (tiles, blocks/SM, k-fastest, wide store) | repack | fused checkpoint |", "|---|---|---|"]
     lines += [f"| {r['variant']} | {r['repack_over_copy']:.2f} | {r['fused_over_copy']:.2f} |" for r in repack]
@@ -143,11 +178,13 @@ def main(argv=None) -> int:
         parser.error(f"{args.sweep}: {str(exc).splitlines()[0]}")
     choices, splits, failed = gemm_choices(gemm)
     ranked, wrong = repack_choices(repack)
-    md = markdown(choices, splits, failed, ranked, wrong)
+    stream_k = stream_k_rows(gemm)
+    md = markdown(choices, splits, failed, ranked, wrong, stream_k)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "picks.json").write_text(json.dumps({"gemm": choices, "splits": splits, "repack": ranked,
+        (out / "picks.json").write_text(json.dumps({"gemm": choices, "splits": splits, "stream_k": stream_k,
+                                                    "repack": ranked,
                                                     "failed": failed, "wrong_bytes": wrong}, indent=1) + "\n")
         (out / "picks.md").write_text(md)
     print(md)

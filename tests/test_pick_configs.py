@@ -50,6 +50,20 @@ def test_a_configuration_that_failed_its_check_on_any_case_is_never_chosen():
     assert choice["chosen"] == 0 and [r["config"] for r in failed] == [9]
 
 
+def test_stream_k_is_compared_with_the_best_split_count_of_its_configuration_where_both_passed():
+    # config 0: stream-K 1.5x the best split (2) on the first shape, 0.9x on the second; config 9 has no stream-K
+    records = _gemm({(0, None): [10.0, 20.0], (0, 1): [12.0, 20.0], (0, 2): [10.0, 22.0], (0, 0): [15.0, 18.0],
+                     (9, 1): [9.0, 19.0]})
+    (row,) = pick_configs.stream_k_rows(records)
+    assert (row["M"], row["config"], row["cases"]) == (16, 0, 2)
+    assert (row["best"], row["worst"]) == (pytest.approx(0.9), pytest.approx(1.5))
+    assert row["geomean"] == pytest.approx(math.sqrt(1.5 * 0.9))
+    records[7]["err_over_bound"] = 2.0    # stream-K failed its check on the second shape: that case does not count
+    assert records[7]["splits"] == 0 and records[7]["N"] == SHAPES[1][0]
+    (row,) = pick_configs.stream_k_rows(records)
+    assert row["cases"] == 1 and row["worst"] == pytest.approx(1.5)
+
+
 def test_repack_variants_are_ranked_and_wrong_bytes_are_left_out():
     ranked, wrong = pick_configs.repack_choices([_repack("4,8,0", 16.0, 20.0), _repack("2,16,1", 12.0, 13.0),
                                                  _repack("1,0,0", 5.0, 5.0, ok=False)])
