@@ -22,10 +22,10 @@ run_suite() {   # SECONDS STAGES...: bench/gpu_suite.sh on this copy (patched wi
   OUT=$R COMMIT=$COMMIT PATCHES=$PATCHES SNAPSHOT_SRC=.snapshot/vllm-quantization SUITE_TIMEOUT=240 \
     BENCH_TIMEOUT=150 timeout "$limit" bash bench/gpu_suite.sh "$@"
 }
-repack_checks() {   # the repack GPU tests, then their sanitize cases; 0 if both pass
+repack_checks() {   # the repack GPU tests (some must have run, not all skipped), then their sanitize cases
   PYTHONPATH=$PWD:/tmp/site MARLIN_FAST_BUILD_DIR=$PWD/.gpu_build/marlin_fast timeout 90 python3 -m pytest -q \
     -p no:cacheprovider -p no:randomly tests/gpu/test_gpu_repack.py tests/gpu/test_marlin_fast_cuda_internals.py \
-    -k repack > "$R/repack_tests.log" 2>&1 &&
+    -k repack > "$R/repack_tests.log" 2>&1 && tail -n 1 "$R/repack_tests.log" | grep -q " passed" &&
   PYTHONPATH=$PWD:/tmp/site MARLIN_FAST_BUILD_DIR=$PWD/.gpu_build/marlin_fast PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
     timeout 90 compute-sanitizer --tool memcheck --error-exitcode 99 --target-processes all python3 -m pytest -q \
     -p no:cacheprovider tests/gpu -k sanitize_repack > "$R/sanitize_repack.log" 2>&1
