@@ -109,6 +109,15 @@ struct BlockWork {
     nst = min(p.total_stages, st0 + p.stages_per_split) - st0;
     expert = p.expert_ids ? p.expert_ids[mblk] : 0;
   }
+  // The expert's packed weight, in 16-byte vectors.
+  __device__ const int4* weight(const GemmArgs& p) const {
+    return reinterpret_cast<const int4*>(p.b) + expert * (p.b_expert_stride / 4);
+  }
+  // The expert's scale table, in bytes (SchemeInfo<SCHEME>::kScaleBytes a scale).
+  template <int SCHEME>
+  __device__ const unsigned char* scale_table(const GemmArgs& p) const {
+    return reinterpret_cast<const unsigned char*>(p.scales) + expert * p.s_expert_stride * SchemeInfo<SCHEME>::kScaleBytes;
+  }
 };
 
 template <typename T, int SCHEME, int CONFIG>
@@ -134,11 +143,11 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
   const int expert = work.expert;
   const int ksteps = p.K / kTileK;
 
-  const int4* bq = reinterpret_cast<const int4*>(p.b) + expert * (p.b_expert_stride / 4);
+  const int4* bq = work.weight(p);
   // Opaque, so that a copy's address is one IMAD.WIDE from it (the compiler otherwise re-adds the expert's
   // offset to every 32-bit offset of the large tiles' copies in 64 bits: four more instructions each).
   asm volatile("" : "+l"(bq));
-  const unsigned char* sc = reinterpret_cast<const unsigned char*>(p.scales) + expert * p.s_expert_stride * ES;
+  const unsigned char* sc = work.scale_table<SCHEME>(p);
   const int n_blk0 = nblk * BN;
   const int n_tiles = p.N / kTileN;
   const bool n_ok = n_blk0 / kTileN + wn < n_tiles;  // the last block may overhang N (N % 64 == 0 only)

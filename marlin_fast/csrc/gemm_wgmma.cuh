@@ -88,8 +88,8 @@ __global__ void __launch_bounds__(WgmmaTiling<SCHEME>::kThreads, 1) marlin_gemm_
   const int expert = work.expert;
   const int ksteps = p.K / kTileK;
 
-  const int4* bq = reinterpret_cast<const int4*>(p.b) + expert * (p.b_expert_stride / 4);
-  const unsigned char* sc = reinterpret_cast<const unsigned char*>(p.scales) + expert * p.s_expert_stride * ES;
+  const int4* bq = work.weight(p);
+  const unsigned char* sc = work.scale_table<SCHEME>(p);
   const int n_blk0 = nblk * BN;
   const int n_tiles = p.N / kTileN;
   const int tile = n_blk0 / kTileN + wg;  // this warpgroup's Marlin tile
