@@ -8,9 +8,14 @@
 //
 // Fast path (8-bit, no perm): one warp per tile.  The tile's source is 4 packed rows x 64 columns of
 // int32 words (GPTQ [K/4, N]) or 64 rows x 16 bytes (checkpoint [N, K]); either way word (r, n) holds
-// rows 4r..4r+3 of column n.  The warp stages those 256 words in shared memory as [r][n], then lane t
-// builds word j from word (q/2, 8j+c8) (rows 2q, 2q+1) and word (q/2+2, 8j+c8) (rows 2q+8, 2q+9)
-// with one byte permute, and writes its 32 bytes with two 16-byte stores.
+// rows 4r..4r+3 of column n.  The warp stages those 256 words in shared memory as [r][n]; word j of
+// lane t is then word (q/2, 8j+c8) (rows 2q, 2q+1) and word (q/2+2, 8j+c8) (rows 2q+8, 2q+9) joined
+// by one byte permute.  Each store instruction of the warp writes 512 contiguous bytes of the tile
+// (lane L: words 4(L%2).. of lane 16s + L/2), not 16 bytes every 32.  A checkpoint source is walked
+// k-tile fastest, so that a warp and its neighbours read consecutive pieces of the same [N, K] rows.
+// Tiles per warp, blocks per SM, the walk order and the wide stores were chosen by a timed sweep of
+// the variants (H100, 8192^2: 1.04x a device copy for GPTQ, 1.15x for the checkpoint;
+// bench/results/gpu/sweep-2026-12-05).
 //
 // General path (4-bit, or act-order perm): the warp gathers the 16 x 64 codes of a tile into shared
 // memory (one source row per k, row perm[k] when given) and assembles the words from the codes.
@@ -21,7 +26,8 @@ namespace marlin_fast {
 namespace {
 
 constexpr int kRepackWarps = 8;
-constexpr int kTilesPerWarp = 4;  // tiles a warp loads before it assembles any: bytes in flight
+constexpr int kTilesPerWarp = 2;  // tiles a warp loads before it assembles any: bytes in flight
+constexpr int kRepackBlocksPerSm = 16;
 constexpr int kRowPad = 72;       // words per staged row: 64 + 8 keeps the two row reads of a lane
                                   // (rows r and r+1) in different banks
 
@@ -34,9 +40,8 @@ __global__ void __launch_bounds__(kRepackWarps * kWarp)
   const int n_tiles = size_n / kTileN;
   const long long total = static_cast<long long>(size_k / kTileK) * n_tiles;
   const long long warps_in_grid = static_cast<long long>(gridDim.x) * kRepackWarps;
-  const int q = lane % 4, c8 = lane / 4;
-  // byte j of the result: j=0 <- A[s], 1 <- B[s], 2 <- A[s+1], 3 <- B[s+1] with s = 2*(q%2)
-  const uint32_t select = (q % 2) ? 0x7362u : 0x5140u;
+  const int k_tiles = size_k / kTileK;
+  constexpr bool kKFastest = kCheckpoint;  // tile = nt * k_tiles + kt (checkpoint), kt * n_tiles + nt (GPTQ)
 
   for (long long first = (blockIdx.x * static_cast<long long>(kRepackWarps) + warp) * kTilesPerWarp;
        first < total; first += warps_in_grid * kTilesPerWarp) {
@@ -45,7 +50,8 @@ __global__ void __launch_bounds__(kRepackWarps * kWarp)
     for (int p = 0; p < kTilesPerWarp; ++p) {
       const long long tile = first + p;
       if (tile < total) {
-        const int kt = static_cast<int>(tile / n_tiles), nt = static_cast<int>(tile % n_tiles);
+        const int kt = static_cast<int>(kKFastest ? tile % k_tiles : tile / n_tiles);
+        const int nt = static_cast<int>(kKFastest ? tile / k_tiles : tile % n_tiles);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int vec = lane + kWarp * h;  // 0..63
@@ -79,16 +85,22 @@ __global__ void __launch_bounds__(kRepackWarps * kWarp)
     for (int p = 0; p < kTilesPerWarp; ++p) {
       const long long tile = first + p;
       if (tile < total) {
-        uint32_t o[8];
+        const long long out_tile = kKFastest ? (tile % k_tiles) * n_tiles + tile / k_tiles : tile;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const uint32_t lo_rows = stage[warp][p][q / 2][8 * j + c8];      // rows 4(q/2)..: 2q, 2q+1
-          const uint32_t hi_rows = stage[warp][p][q / 2 + 2][8 * j + c8];  // rows 2q+8, 2q+9
-          o[j] = __byte_perm(lo_rows, hi_rows, select);
+        for (int half = 0; half < 2; ++half) {
+          // this lane's 16 bytes: words 4(lane%2)..+3 of the tile's lane t = 16 half + lane/2 (q = t%4, c8 = t/4)
+          const int t = 16 * half + lane / 2, q = t % 4, c8 = t / 4, j0 = 4 * (lane % 2);
+          // byte j of the result: j=0 <- A[s], 1 <- B[s], 2 <- A[s+1], 3 <- B[s+1] with s = 2*(q%2)
+          const uint32_t select = (q % 2) ? 0x7362u : 0x5140u;
+          uint32_t o[4];
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const uint32_t lo_rows = stage[warp][p][q / 2][8 * (j0 + i) + c8];      // rows 4(q/2)..: 2q, 2q+1
+            const uint32_t hi_rows = stage[warp][p][q / 2 + 2][8 * (j0 + i) + c8];  // rows 2q+8, 2q+9
+            o[i] = __byte_perm(lo_rows, hi_rows, select);
+          }
+          reinterpret_cast<uint4*>(dst + out_tile * 256)[32 * half + lane] = make_uint4(o[0], o[1], o[2], o[3]);
         }
-        uint4* out = reinterpret_cast<uint4*>(dst + tile * 256 + 8 * lane);
-        out[0] = make_uint4(o[0], o[1], o[2], o[3]);
-        out[1] = make_uint4(o[4], o[5], o[6], o[7]);
       }
     }
     __syncwarp();
@@ -160,10 +172,11 @@ cudaError_t launch_repack(const uint32_t* src, const int32_t* perm, uint32_t* ds
   if (tiles == 0) return cudaSuccess;
   const int threads = kRepackWarps * kWarp;
   if (num_bits == 8 && perm == nullptr) {
-    // Enough warps to keep every SM busy (8 blocks of 8 warps resident per SM), no more than the work.
+    // Enough warps to keep every SM busy (kRepackBlocksPerSm blocks of 8 warps per SM), no more than the work.
     const long long warp_items = (tiles + kTilesPerWarp - 1) / kTilesPerWarp;
     long long blocks = (warp_items + kRepackWarps - 1) / kRepackWarps;
-    blocks = blocks < 8LL * num_sms ? blocks : 8LL * num_sms;
+    const long long most = static_cast<long long>(kRepackBlocksPerSm) * num_sms;
+    blocks = blocks < most ? blocks : most;
     if (src_is_checkpoint) {
       repack8_kernel<true><<<static_cast<int>(blocks), threads, 0, stream>>>(src, dst, size_k, size_n);
     } else {
