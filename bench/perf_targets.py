@@ -7,7 +7,7 @@ repack) and, when given, a bench/ptxas_report.py table for the spill target. Tar
 * decode, M <= 16, on the three large shapes, in CUDA graphs: at least 1.1x the peer's speed (ours / peer <= 1/1.1),
   and the weight read at >= 85% of the device copy bandwidth;
 * M = 64 and M = 256: at least the peer's speed on every shape (eager, L2 flushed), and no register spills in the
-  configurations those rows use (`--configs`, csrc/bindings.cpp config_for_rows: 2 and 3);
+  configurations those rows use (`--configs`, csrc/bindings.cpp dense_config: 2, 7 and 3);
 * M = 1024 on the three large shapes: >= 0.8x cuBLAS bf16's speed;
 * repack of 8192 x 8192: <= 1.2x a device copy of the same bytes, the fused checkpoint path <= 1.3x.
 Prints a Markdown table; a target the run cannot speak to (no peer column, no ptxas table) says so.
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("bench_json", help="bench_gpu.json of bench/bench_gpu.py (with --peer-load for the peer targets)")
     parser.add_argument("--ptxas", default=None, help="ptxas_<arch>.json of bench/ptxas_report.py, for the spill target")
-    parser.add_argument("--configs", default="2,3", help="the configurations M = 64 and 256 use (default 2,3)")
+    parser.add_argument("--configs", default="2,3,7", help="the configurations M = 64 and 256 use (default 2,3,7)")
     args = parser.parse_args(argv)
     try:
         configs = {int(c) for c in args.configs.split(",")}

@@ -27,20 +27,25 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-# csrc/bindings.cpp config_for_rows on main: M <= 16 -> 0, <= 32 -> 1, <= 64 -> 2, else 3
+# csrc/bindings.cpp config_for_rows on main: M <= 16 -> 0, <= 32 -> 1, <= 64 -> 2, else 3; dense_config then takes
+# configuration 7 (64 x 256) for configuration 2's rows on a weight of at least 2^25 elements (N * K)
 DEFAULT_CONFIG = ((16, 0), (32, 1), (64, 2), (math.inf, 3))
+WIDE_CONFIG, WIDE_MIN_WEIGHT = 7, 1 << 25
 AUTO_SPLITS_SLACK = 1.05   # automatic splits "keep up" when within 5% of the best forced split count
 GEMM_KEYS = ("N", "K", "M", "scheme", "config", "splits", "us", "err_over_bound")
 REPACK_KEYS = ("repack", "copy_us", "repack_us", "fused_us", "ok")
 
 
-def default_config(rows: int) -> int:
-    """Today's configuration for M rows.
+def default_config(rows: int, size_n: int, size_k: int) -> int:
+    """Today's configuration for an M x K by K x N dense GEMM.
 
-    >>> [default_config(m) for m in (1, 16, 17, 64, 65, 1024)]
+    >>> [default_config(m, 4096, 4096) for m in (1, 16, 17, 64, 65, 1024)]
     [0, 0, 1, 2, 3, 3]
+    >>> [default_config(m, 8192, 4096) for m in (32, 33, 64, 65)]
+    [1, 7, 7, 3]
     """
-    return next(config for limit, config in DEFAULT_CONFIG if rows <= limit)
+    by_rows = next(config for limit, config in DEFAULT_CONFIG if rows <= limit)
+    return WIDE_CONFIG if by_rows == 2 and size_n * size_k >= WIDE_MIN_WEIGHT else by_rows
 
 
 def split_records(records: list) -> tuple[list[dict], list[dict]]:
@@ -81,8 +86,10 @@ def gemm_choices(gemm: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
         complete = {c: t for c, t in by_config.items() if len(t) == len(mine)}   # ran (correctly) on every case
         relative = {c: [t[case] / best[case] for case in mine] for c, t in complete.items()}
         scored = sorted((statistics.geometric_mean(ratios), c) for c, ratios in relative.items())
-        default = default_config(rows)
-        default_times = auto.get(default, {})
+        defaults = {case: default_config(rows, case[1], case[2]) for case in mine}   # case = (M, N, K, scheme)
+        default_times = {case: auto[d][case] for case, d in defaults.items() if case in auto.get(d, {})}
+        default = "/".join(str(c) for c in sorted(set(defaults.values())))
+        default = int(default) if default.isdigit() else default       # one configuration for every case, or "2/7"
         row = {"M": rows, "cases": len(mine)}
         if scored:
             mean, chosen = scored[0]

@@ -120,8 +120,9 @@ def marlin_gemm(
     exponent bias fused, §2.6), or MXFP8 e8m0 [K/32, N] (float8_e8m0fnu or uint8, processed per
     §2.7; bf16 activations only). b_bias: [N] in a's dtype, single-permuted (§2.5).
     out: optional contiguous [M, N] buffer to write into. config / splits: pin the thread-block
-    configuration (0..5, see csrc/launch.h; 4 and 5 need sm_90) and the split-K count (testing and
-    benchmarking; None = by M, and the planner of csrc/gemm_dispatch.cu).
+    configuration (0..7, see csrc/launch.h; 4 and 5 need sm_90, 6 sm_90a) and the split-K count (testing
+    and benchmarking; None = by M and the weight's size, csrc/bindings.cpp dense_config, and the planner of
+    csrc/gemm_dispatch.cu).
     Shapes: size_k % 16 == 0 (group-128: K = 128·G; MXFP8: K = 32·G with G >= 2), size_n % 64 == 0,
     any M >= 0. Deterministic for a fixed (shape, config, splits).
     """

@@ -366,9 +366,19 @@ int config_for_rows(int64_t rows) {
 // waiting on its copies (bench/results/gpu/fault-2026-12-05). bench/pick_configs.py names the value from a sweep.
 constexpr int64_t kWgmmaMinRows = 0;
 
-int dense_config(int64_t rows, int device) {
+// A dense GEMM of configuration 2's rows (33-64) on a weight of at least this many elements (N * K) takes
+// configuration 7, its block twice as wide (64 x 256): x's tile is read once for 256 columns, not 128, and a large
+// weight still gives every SM a block. H100 sweep (bench/results/gpu/sweep-2026-12-05b, M = 64, best split count
+// each): 28672 x 4096 62.5 us against 83.7, 8192^2 42.1 against 47.7, 4096 x 14336 41.6 against 44.9 (channel;
+// group-128 alike), but 4096^2 24.6 against 22.1. The threshold lies between those shapes (16.8M and 58.7M
+// elements); no shape between them was timed.
+constexpr int64_t kWideMinWeight = int64_t{1} << 25;
+
+int dense_config(int64_t rows, int64_t n, int64_t k, int device) {
   const bool wgmma = kWgmmaMinRows > 0 && rows >= kWgmmaMinRows && wgmma_ready(device);
-  return wgmma ? mf::kWgmmaConfig : config_for_rows(rows);
+  if (wgmma) return mf::kWgmmaConfig;
+  const int by_rows = config_for_rows(rows);
+  return by_rows == 2 && n * k >= kWideMinWeight ? mf::kWideConfig : by_rows;
 }
 
 }  // namespace
@@ -406,10 +416,10 @@ Result fp8_marlin_repack_from_checkpoint(const torch::Tensor& weight, int64_t si
 }
 
 int64_t gemm_config_for_rows(int64_t rows) { return config_for_rows(rows); }
-int64_t gemm_dense_config(int64_t rows) {  // marlin_gemm's automatic choice on the current device
+int64_t gemm_dense_config(int64_t rows, int64_t n, int64_t k) {  // marlin_gemm's automatic choice on this device
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return -1;
-  return dense_config(rows, device);
+  return dense_config(rows, n, k, device);
 }
 int64_t gemm_wgmma_min_rows() { return kWgmmaMinRows; }
 int64_t gemm_config_block_m(int64_t config) {
@@ -430,7 +440,7 @@ Result marlin_gemm(const torch::Tensor& a, const torch::Tensor& b_q_weight, cons
   const c10::cuda::CUDAGuard guard(device);
   torch::Tensor c = output_for(out, m, size_n, a);
   if (m == 0) return ok(c);
-  const int cfg = config >= 0 ? static_cast<int>(config) : dense_config(m, device.index());
+  const int cfg = config >= 0 ? static_cast<int>(config) : dense_config(m, size_n, size_k, device.index());
   mf::GemmArgs args{};
   args.a = a.data_ptr();
   args.lda = m > 1 ? a.stride(0) : size_k;
@@ -519,6 +529,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("marlin_moe_gemm", &marlin_moe_gemm, "Marlin FP8/MXFP8 W8A16 GEMM over stacked experts");
   m.def("gemm_config_for_rows", &gemm_config_for_rows, "thread-block config chosen for a number of rows");
   m.def("gemm_wgmma_min_rows", &gemm_wgmma_min_rows, "rows from which marlin_gemm takes the wgmma config (0: never)");
-  m.def("gemm_dense_config", &gemm_dense_config, "marlin_gemm's automatic config for a number of rows (this device)");
+  m.def("gemm_dense_config", &gemm_dense_config, "marlin_gemm's automatic config for (rows, N, K) on this device");
   m.def("gemm_config_block_m", &gemm_config_block_m, "rows per block of a config (-1 if no such config)");
 }

@@ -7,7 +7,7 @@
 
 namespace marlin_fast {
 
-static_assert(kNumConfigs == 7 && kWgmmaConfig == 6, "MARLIN_DEFINE_GEMM lists every configuration");
+static_assert(kNumConfigs == 8 && kWgmmaConfig == 6, "MARLIN_DEFINE_GEMM lists every configuration");
 
 #define MARLIN_DEFINE_GEMM(NAME, T, SCHEME)                                         \
   int NAME##_blocks_per_sm(int config) {                                            \
@@ -19,6 +19,7 @@ static_assert(kNumConfigs == 7 && kWgmmaConfig == 6, "MARLIN_DEFINE_GEMM lists e
       case 4: return blocks_per_sm_impl<T, SCHEME, 4>();                            \
       case 5: return blocks_per_sm_impl<T, SCHEME, 5>();                            \
       case 6: return wgmma_blocks_per_sm_impl<T, SCHEME>();                         \
+      case 7: return blocks_per_sm_impl<T, SCHEME, 7>();                            \
     }                                                                               \
     return 0;                                                                       \
   }                                                                                 \
@@ -31,6 +32,7 @@ static_assert(kNumConfigs == 7 && kWgmmaConfig == 6, "MARLIN_DEFINE_GEMM lists e
       case 4: return launch_impl<T, SCHEME, 4>(p, stream);                          \
       case 5: return launch_impl<T, SCHEME, 5>(p, stream);                          \
       case 6: return wgmma_launch_impl<T, SCHEME>(p, stream);                       \
+      case 7: return launch_impl<T, SCHEME, 7>(p, stream);                          \
     }                                                                               \
     return cudaErrorInvalidValue;                                                   \
   }

@@ -20,7 +20,7 @@ enum ActDtype : int { kActFp16 = 0, kActBf16 = 1 };
 enum ScaleScheme : int { kSchemeChannel = 0, kSchemeGroup128 = 1, kSchemeMx32 = 2 };
 
 // Thread-block configurations (tile sizes), chosen by M; see gemm_kernel.cuh.
-constexpr int kNumConfigs = 7;
+constexpr int kNumConfigs = 8;
 struct ConfigInfo {
   int mb;  // m16 blocks per warp
   int wm;  // warps along M
@@ -46,8 +46,10 @@ constexpr ConfigInfo kConfigs[kNumConfigs] = {
     {1, 1, 2, 4, 2, 5, 1, 0},  // 4: as 0, bulk copies (sm_90)
     {1, 1, 4, 2, 4, 4, 1, 0},  // 5: M <= 16, block 16 x 256, stage = 128 k x 4 tiles, bulk copies (sm_90)
     {4, 4, 2, 1, 4, 5, 0, 1},  // 6: M >= 256 on Hopper, block 256 x 128, stage = 64 k, wgmma (sm_90a)
+    {4, 1, 4, 2, 2, 4, 0, 0},  // 7: M <= 64 on a large weight, block 64 x 256, stage = 64 k (bindings.cpp)
 };
 constexpr int kWgmmaConfig = 6;
+constexpr int kWideConfig = 7;  // configuration 2's rows on a large weight (bindings.cpp dense_config)
 
 // 1 where the extension was built with the wgmma kernel (sm_90a code for this device), else 0.
 bool gemm_wgmma_built();

@@ -36,8 +36,9 @@ FP8_GROUP, MX_GROUP = 128, 32  # the only grouped FP8 kernel and the OCP MX bloc
 # (scheme, activation dtype): MXFP8 exists for bf16 only (§2.10)
 SCHEMES = [("channel", "float16"), ("channel", "bfloat16"), ("group128", "float16"),
            ("group128", "bfloat16"), ("mx", "bfloat16")]
-NUM_CONFIGS = 7                # thread-block configurations of the kernel (csrc/launch.h; 4 and 5 need sm_90)
+NUM_CONFIGS = 8                # thread-block configurations of the kernel (csrc/launch.h; 4 and 5 need sm_90)
 WGMMA_CONFIG = 6               # the wgmma kernel (csrc/gemm_wgmma.cuh): compute capability 9.0 only (sm_90a)
+WIDE_CONFIG = 7                # 64 x 256 blocks: M = 33-64 on a weight of >= 2^25 elements (csrc/bindings.cpp)
 
 
 def kernels():

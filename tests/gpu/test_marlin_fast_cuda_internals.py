@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import marlin_ref as mr
-from gpu_cases import (CUDA_MARKS, FP8_GROUP, MX_GROUP, NUM_CONFIGS, SCHEMES, TILE_K, WGMMA_CONFIG, activations,
-                       assert_same_bytes, assert_same_values, dev, host, kernels, make_layer, run_gemm)
+from gpu_cases import (CUDA_MARKS, FP8_GROUP, MX_GROUP, NUM_CONFIGS, SCHEMES, TILE_K, WGMMA_CONFIG, WIDE_CONFIG,
+                       activations, assert_same_bytes, assert_same_values, dev, host, kernels, make_layer, run_gemm)
 from marlin_ref.marlin_gemm import one_hot_activations, one_hot_expected
 from properties.laws import assert_within_gemm_bound
 
@@ -138,8 +138,43 @@ def test_large_m_takes_the_wgmma_kernel_on_hopper_only_from_its_threshold():
     assert threshold == 0 or threshold >= 65  # below that, configurations 0-2 are the smaller tiles
     for rows in (65, 255, 256, 1024, 4096):
         wgmma = on_hopper and threshold > 0 and rows >= threshold
-        assert ext.gemm_dense_config(rows) == (WGMMA_CONFIG if wgmma else 3)
+        assert ext.gemm_dense_config(rows, 4096, 4096) == (WGMMA_CONFIG if wgmma else 3)
     assert ext.gemm_config_for_rows(4096) == 3  # MoE keeps the mma.sync configurations
+
+
+def test_the_wide_block_takes_configuration_2s_rows_on_large_weights_only():
+    # marlin_gemm's automatic choice at M = 33-64: the 64 x 256 block from 2^25 weight elements (N * K) on, the
+    # 64 x 128 one below; smaller M and larger M never take it, nor does MoE (gemm_config_for_rows).
+    from marlin_fast import _ext
+
+    ext = _ext.load()
+    large, small = (8192, 4096), (4096, 4096)  # 2^25 and 2^24 elements
+    assert [ext.gemm_dense_config(rows, *large) for rows in (16, 32, 33, 64)] == [0, 1, WIDE_CONFIG, WIDE_CONFIG]
+    assert [ext.gemm_dense_config(rows, *small) for rows in (33, 64)] == [2, 2]
+    assert ext.gemm_dense_config(64, 8192 - 64, 4096) == 2  # one 64-column tile short of the threshold
+    assert ext.gemm_dense_config(65, *large) in (3, WGMMA_CONFIG)
+    assert ext.gemm_config_for_rows(64) == 2
+
+
+@pytest.mark.parametrize("scheme, dtype", [("group128", "float16"), ("mx", "bfloat16")])
+def test_the_wide_block_in_the_automatic_choice_is_within_bound_and_one_hot_exact(scheme, dtype):
+    # M = 50 on a weight of exactly 2^25 elements (8192 x 4096): the automatic choice is configuration 7, with its
+    # automatic split count; random activations within the derived bound, one-hot rows bit for bit. Two schemes
+    # (16-bit group scales, e8m0 bytes): the every-config tests run configuration 7 in all five at small shapes, and
+    # the oracle takes ~7 s to pack one such layer.
+    from marlin_fast import _ext
+
+    size_n, size_k, rows = 4096, 8192, 50
+    assert _ext.load().gemm_dense_config(rows, size_n, size_k) == WIDE_CONFIG
+    rng = _rng(scheme, dtype, rows)
+    layer = make_layer(scheme, dtype, size_k, size_n, rng, bias=True)
+    a = activations(rng, rows, size_k, dtype)
+    where = f"{scheme}/{dtype} M={rows} N={size_n} K={size_k} automatic"
+    assert_within_gemm_bound(host(run_gemm(layer, a)), a, layer.w_eff, dtype, bias=layer.bias,
+                             channel_scales=layer.channel_scales, where=where)
+    hot = rng.choice(size_k, rows)
+    got = host(run_gemm(layer, one_hot_activations(hot, size_k, dtype)))
+    assert_same_values(got, one_hot_expected(layer.w_eff, dtype, hot=hot, bias=layer.bias), where=where)
 
 
 @pytest.mark.parametrize("rows", [256, 300, 777])
