@@ -107,5 +107,30 @@ def one() -> None:
     torch.cuda.synchronize()
 
 
+def times() -> None:
+    """Median us (L2 flushed, bench_gpu's Timer) of our automatic GEMM on the bench's four shapes, both 16-bit scale
+    schemes: probe_gpu.py times ROWS... One line per case, `N K M scheme config us`, for an A/B of two source trees
+    run alternately in separate processes (bench/pending/ab_call.sh)."""
+    import torch
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_gpu import Timer
+    from gpu_setup import make_gemm_inputs
+
+    from marlin_fast import _ext
+    from marlin_fast import cuda as kernels
+
+    timer = Timer()
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    for size_n, size_k in [(4096, 4096), (8192, 8192), (28672, 4096), (4096, 14336)]:
+        for scheme in ("channel", "group128"):
+            q, s, _, _ = make_gemm_inputs(kernels, size_n, size_k, scheme, torch.bfloat16, gen)
+            for rows in (int(v) for v in sys.argv[2:]):
+                x = torch.randn((rows, size_k), device="cuda", generator=gen).to(torch.bfloat16)
+                us = timer(lambda: kernels.marlin_gemm(x, q, s, size_n=size_n, size_k=size_k), reps=50)
+                config = _ext.load().gemm_dense_config(rows, size_n, size_k)
+                print(f"{size_n} {size_k} {rows} {scheme} {config} {us:.2f}", flush=True)
+
+
 if __name__ == "__main__":
-    {"exceptions": exceptions, "sweep": sweep, "one": one}[sys.argv[1]]()
+    {"exceptions": exceptions, "sweep": sweep, "one": one, "times": times}[sys.argv[1]]()
