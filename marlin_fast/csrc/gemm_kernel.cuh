@@ -162,13 +162,15 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
   // The steady loop (below) is a second copy of the pipeline, and a whole stage's compute without per-k-step
   // tests a second copy of the compute.  The small tiles get both.  The large tiles, at 255 registers, get what
   // ptxas fits without spilling: on sm_90 the whole-stage compute, and the steady loop for channel-wise scales
-  // (the grouped schemes hold scales in registers too); on sm_80 neither (4-28 bytes of spills otherwise).
+  // (the grouped schemes hold scales in registers too: only where the configuration says ptxas fits it,
+  // steady_grouped); on sm_80 neither (4-28 bytes of spills otherwise).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   constexpr bool kLargeTileFastPaths = true;
 #else
   constexpr bool kLargeTileFastPaths = false;
 #endif
-  constexpr bool kSteadyLoop = kKeepAddresses || (kLargeTileFastPaths && SCHEME == kSchemeChannel);
+  constexpr bool kSteadyLoop =
+      kKeepAddresses || (kLargeTileFastPaths && (SCHEME == kSchemeChannel || Tl::kInfo.steady_grouped));
   constexpr bool kWholeCompute = kKeepAddresses || kLargeTileFastPaths;
   constexpr int A_ITERS = Tl::A_ITERS;
   constexpr int A_COPIES = BM * Tl::A_CHUNKS;                   // 16-byte A chunks a stage
@@ -228,6 +230,16 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
   // copies need no test in stages [0, whole_copy): wholly inside K, of a block wholly inside N.
   const int whole_k = max(0, min(nst, ksteps / KC - st0));
   const int whole_copy = n_full ? whole_k : 0;
+  // Scale rows (grouped schemes): thread tid < SR * kRowVecs copies 16-byte vector s_col of scale row s_row of
+  // each stage, byte s_off0 + g * s_row_bytes of the table for group g. 32-bit: an expert's scale table is at most
+  // 1/32 of its weight's bytes (e8m0 per 32), which check_gemm keeps under 2^36. Nothing 64-bit is kept for it
+  // (a kept pointer made MX configuration 3 spill 8 bytes on sm_90a).
+  constexpr int kRowVecs = BN * ES / 16;
+  static_assert(SR * kRowVecs <= Tl::kThreads, "one 16-byte scale copy a thread at most");
+  [[maybe_unused]] const bool s_copier = tid < SR * kRowVecs;
+  [[maybe_unused]] const int s_row = tid / kRowVecs, s_col = tid % kRowVecs;
+  [[maybe_unused]] const uint32_t s_off0 = static_cast<uint32_t>(n_blk0 * ES + s_col * 16);
+  [[maybe_unused]] const uint32_t s_row_bytes = static_cast<uint32_t>(p.N) * ES;
   const uint64_t policy = evict_first_policy();
   if constexpr (Tl::TMA) {
     if (tid == 0) {
@@ -289,18 +301,11 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
       }
     }
     if constexpr (SCHEME != kSchemeChannel) {
-      constexpr int kRowVecs = BN * ES / 16;
-      constexpr int kScaleIters = (SR * kRowVecs + Tl::kThreads - 1) / Tl::kThreads;
-      const uint32_t ss = slot_base + Tl::A_BYTES + Tl::B_BYTES;
-#pragma unroll
-      for (int it = 0; it < kScaleIters; ++it) {  // a fixed count: no loop for the few threads that copy
-        const int v = tid + it * Tl::kThreads;
-        if (v < SR * kRowVecs) {
-          const int r = v / kRowVecs, c = v % kRowVecs;
-          const int g = k0 * kTileK / GROUP + r;
-          const bool ok = g < p.G && n_blk0 + c * 16 / ES < p.N;
-          cp_async16(ss + v * 16, ok ? sc + (static_cast<long long>(g) * p.N + n_blk0) * ES + c * 16 : sc, ok);
-        }
+      if (s_copier) {
+        const int g = k0 * kTileK / GROUP + s_row;  // a whole stage's groups lie inside G, its columns inside N
+        const bool ok = WHOLE || (g < p.G && n_blk0 + s_col * 16 / ES < p.N);
+        cp_async16(slot_base + Tl::A_BYTES + Tl::B_BYTES + tid * 16,
+                   WHOLE || ok ? sc + (s_off0 + static_cast<uint32_t>(g) * s_row_bytes) : sc, ok);
       }
     }
   };

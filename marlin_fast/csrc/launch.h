@@ -31,6 +31,8 @@ struct ConfigInfo {
   int tma; // 1: weight tiles arrive by bulk copies (cp.async.bulk + mbarrier, sm_90+), 0: cp.async
   int wgmma;  // 1: the Hopper kernel of gemm_wgmma.cuh (sm_90a): 4*wm warps = 2 warpgroups on block_m() rows of x
               // and wn Marlin tiles (wm and mb only set the block's shape and the split-K partial size there)
+  int steady_grouped = 0;  // 1: large tiles run the steady loop in the grouped schemes too on sm_90 (where ptxas
+                           // fits it without spilling; configurations 2 and 3 spill 12-36 bytes with it)
   constexpr int threads() const { return 32 * wm * wn * wk; }
   constexpr int block_m() const { return 16 * mb * wm; }
   constexpr int block_n() const { return 64 * wn; }
@@ -46,7 +48,7 @@ constexpr ConfigInfo kConfigs[kNumConfigs] = {
     {1, 1, 2, 4, 2, 5, 1, 0},  // 4: as 0, bulk copies (sm_90)
     {1, 1, 4, 2, 4, 4, 1, 0},  // 5: M <= 16, block 16 x 256, stage = 128 k x 4 tiles, bulk copies (sm_90)
     {4, 4, 2, 1, 4, 5, 0, 1},  // 6: M >= 256 on Hopper, block 256 x 128, stage = 64 k, wgmma (sm_90a)
-    {4, 1, 4, 2, 2, 4, 0, 0},  // 7: M <= 64 on a large weight, block 64 x 256, stage = 64 k (bindings.cpp)
+    {4, 1, 4, 2, 2, 4, 0, 0, 1},  // 7: M <= 64 on a large weight, block 64 x 256, stage = 64 k (bindings.cpp)
 };
 constexpr int kWgmmaConfig = 6;
 constexpr int kWideConfig = 7;  // configuration 2's rows on a large weight (bindings.cpp dense_config)
