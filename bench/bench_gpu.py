@@ -176,7 +176,7 @@ def bench_gemm(timer: Timer, copy_bw: float, reps: int, graph_calls: int, shapes
                 floor_us = weight_bytes / copy_bw * 1e6
                 row = {
                     "N": size_n, "K": size_k, "M": rows, "scheme": scheme, "dtype": "bfloat16",
-                    "config": ext.gemm_dense_config(rows, size_n, size_k),   # ours: 6 is the wgmma kernel, else mma.sync
+                    "config": ext.gemm_dense_config(rows, size_n, size_k),   # ours: 6 = wgmma, else mma.sync
                     "check_err_over_bound": ratio, "check_ok": ratio <= 1.0,
                     "marlin_us": marlin_us, "cublas_us": cublas_us,
                     "marlin_graph_us": marlin_graph, "cublas_graph_us": cublas_graph,

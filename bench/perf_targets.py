@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("bench_json", help="bench_gpu.json of bench/bench_gpu.py (with --peer-load for the peer targets)")
     parser.add_argument("--ptxas", default=None, help="ptxas_<arch>.json of bench/ptxas_report.py, for the spill target")
-    parser.add_argument("--configs", default="2,3,7", help="the configurations M = 64 and 256 use (default 2,3,7)")
+    parser.add_argument("--configs", default="2,3,7", help="the configurations of M = 64 and 256 (default 2,3,7)")
     args = parser.parse_args(argv)
     try:
         configs = {int(c) for c in args.configs.split(",")}

@@ -116,7 +116,8 @@ struct BlockWork {
   // The expert's scale table, in bytes (SchemeInfo<SCHEME>::kScaleBytes a scale).
   template <int SCHEME>
   __device__ const unsigned char* scale_table(const GemmArgs& p) const {
-    return reinterpret_cast<const unsigned char*>(p.scales) + expert * p.s_expert_stride * SchemeInfo<SCHEME>::kScaleBytes;
+    return reinterpret_cast<const unsigned char*>(p.scales) +
+           expert * p.s_expert_stride * SchemeInfo<SCHEME>::kScaleBytes;
   }
 };
 
