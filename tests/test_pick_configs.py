@@ -102,3 +102,14 @@ def test_todays_configuration_is_the_one_bindings_cpp_chooses():
     limits = [(int(limit), int(config)) for limit, config in re.findall(r"if \(rows <= (\d+)\) return (\d+);", body)]
     last = int(re.search(r"\n\s*return (\d+);", body).group(1))
     assert limits + [(math.inf, last)] == list(pick_configs.DEFAULT_CONFIG)
+
+
+def test_the_wide_rule_is_the_one_bindings_cpp_chooses():
+    # WIDE_CONFIG and WIDE_MIN_WEIGHT restate csrc/launch.h kWideConfig and csrc/bindings.cpp dense_config's rule
+    # (configuration 2's rows on N * K >= kWideMinWeight); a change there must change them here.
+    csrc = _PATH.parents[1] / "marlin_fast" / "csrc"
+    bindings, launch = (csrc / "bindings.cpp").read_text(), (csrc / "launch.h").read_text()
+    assert int(re.search(r"constexpr int kWideConfig = (\d+);", launch).group(1)) == pick_configs.WIDE_CONFIG
+    shift = int(re.search(r"kWideMinWeight = int64_t\{1\} << (\d+);", bindings).group(1))
+    assert 1 << shift == pick_configs.WIDE_MIN_WEIGHT
+    assert "by_rows == 2 && n * k >= kWideMinWeight ? mf::kWideConfig : by_rows" in bindings
