@@ -14,8 +14,8 @@
 #   bench           bench/bench_gpu.py into $OUT/bench, with the snapshot as its peer column when it was built, and
 #                   bench/perf_targets.py's table of issue 12's targets (bench/targets.md)
 #   ncu             Nsight Compute on a decode (M = 16), an M = 64 and an M = 1024 GEMM, ours and the snapshot's:
-#                   speed of light, warp stalls, occupancy, registers ($OUT/ncu.log; clocks locked, durations not
-#                   the bench's)
+#                   speed of light, memory workload (L1/L2 hit rates, busiest memory unit), warp stalls, occupancy,
+#                   registers ($OUT/ncu.log; clocks locked, durations not the bench's)
 # PATCHES="bench/pending/x.patch ..." (optional): applied to this copy of the tree before any stage, so that a
 # pending kernel change runs the GPU tier before it lands on main (bench/pending/README.md); a patch already in
 # the tree is left as it is (a series whose last patch is in the tree is taken as in); env.txt lists them. A patch
@@ -155,11 +155,13 @@ for stage in "$@"; do
           echo "== $who $args" >> "$OUT/ncu.log"
           env "${peer_env[@]}" timeout 120 ncu --target-processes all -k "regex:^($kernels)$" \
             --launch-skip 3 --launch-count 1 --section SpeedOfLight --section Occupancy --section LaunchStats \
+            --section MemoryWorkloadAnalysis \
             --metrics "$m" python3 bench/probe_gpu.py one $args 2>&1 | grep -v "^==PROF==" >> "$OUT/ncu.log"
         done
       done
-      grep -E "^==|Duration|Registers Per|Achieved Occupancy|Memory Throughput|dram__|issue_active|hmma|stalled" \
-        "$OUT/ncu.log" | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | head -120 ;;
+      keep="^==|Duration|Registers Per|Achieved Occupancy|Memory Throughput|Mem Busy|Max Bandwidth|L1/TEX Hit|L2 Hit"
+      grep -E "$keep|dram__|issue_active|hmma|stalled" \
+        "$OUT/ncu.log" | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | head -160 ;;
     oracle-cost)
       timeout 120 python3 bench/oracle_cost.py --backend cuda --out "$OUT/oracle_cost.json" > "$OUT/oracle_cost.log" 2>&1 \
         || status=1
