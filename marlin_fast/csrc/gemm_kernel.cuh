@@ -119,6 +119,11 @@ struct BlockWork {
     return reinterpret_cast<const unsigned char*>(p.scales) +
            expert * p.s_expert_stride * SchemeInfo<SCHEME>::kScaleBytes;
   }
+  // The expert's single-permuted bias vector [N] (p.bias must be set).
+  template <typename T>
+  __device__ const T* bias(const GemmArgs& p) const {
+    return reinterpret_cast<const T*>(p.bias) + expert * p.bias_expert_stride;
+  }
 };
 
 template <typename T, int SCHEME, int CONFIG>
@@ -141,7 +146,6 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
 
   const BlockWork work(p);
   const int mblk = work.mblk, split = work.split, nblk = work.nblk, st0 = work.st0, nst = work.nst;
-  const int expert = work.expert;
   const int ksteps = p.K / kTileK;
 
   const int4* bq = work.weight(p);
@@ -592,9 +596,7 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
   // Bias pairs (single-permuted like channel scales) are read where they are added, L1 hits after the
   // first row, not held in eight registers (spills).
   const uint32_t* bias_pairs =
-      p.bias ? reinterpret_cast<const uint32_t*>(reinterpret_cast<const T*>(p.bias) + expert * p.bias_expert_stride +
-                                                 n_warp0 + 8 * q)
-             : nullptr;
+      p.bias ? reinterpret_cast<const uint32_t*>(work.bias<T>(p) + n_warp0 + 8 * q) : nullptr;
   T* out = reinterpret_cast<T*>(p.c);
 #pragma unroll
   for (int mb = 0; mb < MB; ++mb) {
