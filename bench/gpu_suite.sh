@@ -144,6 +144,9 @@ for stage in "$@"; do
       wait_snapshot_build
       m=dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__cycles_active.avg
       m=$m,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
+      # where the L2 read sectors come from: at decode ours asks L2 for 2x the sectors of its weight and activations
+      m=$m,lts__t_sectors_srcunit_tex_op_read.sum,lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum
+      m=$m,lts__t_requests_srcunit_tex_op_read.sum,lts__t_sectors_srcunit_ltcfabric.sum
       for r in barrier long_scoreboard wait mio_throttle short_scoreboard math_pipe_throttle not_selected dispatch_stall; do
         m=$m,smsp__average_warps_issue_stalled_${r}_per_issue_active.ratio
       done
@@ -160,8 +163,8 @@ for stage in "$@"; do
         done
       done
       keep="^==|Duration|Registers Per|Achieved Occupancy|Memory Throughput|Mem Busy|Max Bandwidth|L1/TEX Hit|L2 Hit"
-      grep -E "$keep|dram__|issue_active|hmma|stalled" \
-        "$OUT/ncu.log" | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | head -160 ;;
+      grep -E "$keep|dram__|lts__|issue_active|hmma|stalled" \
+        "$OUT/ncu.log" | sed -E 's/smsp__average_warps_issue_stalled_//; s/_per_issue_active.ratio//' | head -200 ;;
     oracle-cost)
       timeout 120 python3 bench/oracle_cost.py --backend cuda --out "$OUT/oracle_cost.json" > "$OUT/oracle_cost.log" 2>&1 \
         || status=1

@@ -21,7 +21,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site
 run_suite() {   # SECONDS STAGES...: bench/gpu_suite.sh on this copy (patched with $PATCHES), under a timeout
   local limit=$1; shift
-  OUT=$R COMMIT=$COMMIT PATCHES=$PATCHES SNAPSHOT_SRC=.snapshot/vllm-quantization SUITE_TIMEOUT=240 \
+  OUT=$R COMMIT=$COMMIT PATCHES=$PATCHES SNAPSHOT_SRC=.snapshot/vllm-quantization SUITE_TIMEOUT=${SUITE_TIMEOUT:-300} \
     BENCH_TIMEOUT=150 timeout "$limit" bash bench/gpu_suite.sh "$@"
 }
 patch_checks() {   # the patch's GPU tests (some passed, none failed), then its sanitize cases
