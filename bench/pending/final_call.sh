@@ -16,7 +16,7 @@ COMMIT=${1:?usage: bash bench/pending/final_call.sh COMMIT [PATCH]}
 PATCHES=${2:-}
 LIMIT=${LIMIT:-575}              # seconds this call may take, packing included
 R=$OUT/r
-mkdir -p "$R"
+rm -rf "$R" && mkdir -p "$R"   # a reused machine kept an earlier call's files there (bench/results/gpu/h100-53c0330)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site
 run_suite() {   # SECONDS STAGES...: bench/gpu_suite.sh on this copy (patched with $PATCHES), under a timeout
