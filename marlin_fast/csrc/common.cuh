@@ -233,4 +233,19 @@ __device__ inline void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Split-K: each block of an output tile has written its partial; is it the last of the tile's `splits` blocks to
+// arrive (then it sums them, in split order)?  Block-wide: every thread calls it, after its partial stores.  The
+// fences order this block's partial before its arrival, and the others' partials before the last block's reads;
+// *flag is the block's shared word for thread 0's answer.  The last block re-zeroes *counter when done.
+__device__ inline bool last_split_to_arrive(int* counter, int splits, int* flag) {
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) *flag = atomicAdd(counter, 1) == splits - 1;
+  __syncthreads();
+  if (!*flag) return false;
+  __threadfence();
+  return true;
+}
+
 }  // namespace marlin_fast

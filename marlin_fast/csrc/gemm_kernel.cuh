@@ -540,12 +540,7 @@ __global__ void __launch_bounds__(Tiling<CONFIG, SCHEME>::kThreads, Tiling<CONFI
               make_float4(acc[mb][jj][0] * f.x, acc[mb][jj][1] * f.y, acc[mb][jj][2] * f.x, acc[mb][jj][3] * f.y);
       }
     }
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) s_is_last = atomicAdd(&p.counters[tile], 1) == p.splits - 1;
-    __syncthreads();
-    if (!s_is_last) return;
-    __threadfence();
+    if (!last_split_to_arrive(&p.counters[tile], p.splits, &s_is_last)) return;
     if (owner) {
       // Sum in split order: split 0's partial replaces the accumulators (every block wrote its own), the
       // others add to them.  Peeled so that the old accumulators die at the first load.

@@ -248,12 +248,7 @@ __global__ void __launch_bounds__(WgmmaTiling<SCHEME>::kThreads, 1) marlin_gemm_
     for (int i = 0; i < 32; ++i)
       part[((tile_base + split) * 32 + i) * Tl::kThreads + tid] =
           make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) s_is_last = atomicAdd(&p.counters[out_tile], 1) == p.splits - 1;
-    __syncthreads();
-    if (!s_is_last) return;
-    __threadfence();
+    if (!last_split_to_arrive(&p.counters[out_tile], p.splits, &s_is_last)) return;
     const float4* tile_part = part + tile_base * 32 * Tl::kThreads + tid;
 #pragma unroll
     for (int i = 0; i < 32; ++i) {  // split 0 replaces the accumulators, the others add to them
