@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../probes"
 m=lts__t_sectors_srcunit_tex_op_read.sum,lts__t_requests_srcunit_tex_op_read.sum
 m=$m,lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum,dram__bytes_read.sum,gpu__time_duration.sum
-for probe in l2_sectors:3 l2_pattern:4; do
+for probe in l2_sectors:3 l2_pattern:6; do
   name=${probe%:*} kernels=${probe#*:}
   nvcc -O3 -arch=sm_90a -o "/tmp/$name" "$name.cu" || exit 1
   # the second round of launches: the first warms the TLBs
