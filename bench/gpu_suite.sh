@@ -160,7 +160,7 @@ for stage in "$@"; do
       wait_gpu_idle
       m=dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__cycles_active.avg
       m=$m,smsp__issue_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active
-      # where the L2 read sectors come from: at decode ours asks L2 for 2x the sectors of its weight and activations
+      # where L2's read sectors come from: ours asks for 2x the sectors it copies, in every configuration, the peer 1x
       m=$m,lts__t_sectors_srcunit_tex_op_read.sum,lts__t_sectors_srcunit_tex_op_read_lookup_hit.sum
       m=$m,lts__t_requests_srcunit_tex_op_read.sum,lts__t_sectors_srcunit_ltcfabric.sum
       for r in barrier long_scoreboard wait mio_throttle short_scoreboard math_pipe_throttle not_selected dispatch_stall; do
